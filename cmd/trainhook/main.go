@@ -1,0 +1,72 @@
+// Command trainhook keeps model records true to the outcome of their
+// Replicate trainings. See the README for the commands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// env is what a command may touch of the process; tests supply their own.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, e env) int
+}
+
+// commands lists every subcommand. Each lives in its own file.
+var commands = map[string]command{
+	"serve":          {"run the webhook receiver, API and poller", runServe},
+	"version":        {"print the version", runVersion},
+	"fake-replicate": {"run a local simulator of Replicate's API", runFakeReplicate},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a subcommand and returns the exit code: 0 success, 1 a
+// failed outcome or check, 2 a usage error.
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(e.stderr, "trainhook: unknown command %q\n\n", args[0])
+		usage(e.stderr)
+		return 2
+	}
+	return c.run(ctx, args[1:], e)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: trainhook <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'trainhook <command> --help' for a command's flags.")
+}
