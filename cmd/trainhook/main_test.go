@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/replicate"
+)
+
+// binary is the trainhook binary built once for these tests, which run it as
+// a user would.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "trainhook-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "trainhook")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build trainhook: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+	stdout *syncBuffer
+}
+
+type syncBuffer struct {
+	buf  bytes.Buffer
+	mu   chan struct{}
+	line chan string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// serve starts `trainhook serve` and waits until /readyz answers.
+func serve(t *testing.T, env ...string) *proc {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = append(os.Environ(), append([]string{"ADDR=" + addr, "PORT=", "APP_URL=", "NEXT_PUBLIC_APP_URL=", "TRAINHOOK_API_TOKEN=", "REPLICATE_API_TOKEN="}, env...)...)
+	p := &proc{cmd: cmd, url: "http://" + addr, stderr: &bytes.Buffer{}, stdout: &syncBuffer{mu: make(chan struct{}, 1)}}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(p.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not become ready: %s\n%s", p.stdout.String(), p.stderr)
+	return nil
+}
+
+func post(t *testing.T, url string, body []byte, h http.Header) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func status(t *testing.T, url, id string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/api/models/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m struct{ Status string }
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return m.Status
+}
+
+// An acknowledged delivery survives the process being killed at once.
+func TestAcknowledgedDeliverySurvivesSIGKILL(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "th.db")
+	env := []string{"DATABASE_URL=" + db, "REPLICATE_WEBHOOK_SECRET=" + secret}
+	p := serve(t, env...)
+	code, body := post(t, p.url+"/api/models", []byte(`{"training_id":"train-kill"}`), nil)
+	if code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	var m struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &m)
+
+	key, _ := replicate.ParseKey(secret)
+	payload := []byte(`{"id":"train-kill","status":"succeeded","output":{"version":"a/b:c","weights":"https://x/trained_model.tar"}}`)
+	h := http.Header{}
+	key.SignRequest(h, "msg_kill", time.Now(), payload)
+	if code, body := post(t, p.url+"/api/webhooks/replicate/completed", payload, h); code != 200 {
+		t.Fatalf("deliver: %d %s", code, body)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+
+	p2 := serve(t, env...)
+	if got := status(t, p2.url, m.ID); got != "Ready" {
+		t.Fatalf("after SIGKILL and restart the model is %q, want Ready", got)
+	}
+	// Replicate retrying the same message after the restart is not applied again.
+	key.SignRequest(h, "msg_kill", time.Now(), payload)
+	if code, body := post(t, p2.url+"/api/webhooks/replicate/completed", payload, h); code != 200 || !strings.Contains(body, `"duplicate"`) {
+		t.Fatalf("retry after restart: %d %s", code, body)
+	}
+}
+
+func TestGracefulShutdownOnSIGTERM(t *testing.T) {
+	p := serve(t, "DATABASE_URL="+filepath.Join(t.TempDir(), "th.db"))
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.stdout.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("did not stop on SIGTERM")
+	}
+	if !strings.Contains(p.stdout.String(), `"msg":"stopped"`) {
+		t.Fatalf("no orderly stop in the log:\n%s", p.stdout.String())
+	}
+}
+
+func TestStartupLogSaysModeAndWhy(t *testing.T) {
+	p := serve(t, "DATABASE_URL="+filepath.Join(t.TempDir(), "th.db"), "APP_URL=http://localhost:8080")
+	sc := bufio.NewScanner(strings.NewReader(p.stdout.String()))
+	found := false
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			t.Fatalf("log line is not JSON: %s", sc.Text())
+		}
+		if line["mode"] == "polling" && strings.Contains(fmt.Sprint(line["msg"]), "APP_URL is http://localhost:8080: Replicate cannot reach it") {
+			found = true
+		}
+		if strings.Contains(sc.Text(), "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") {
+			t.Fatal("the signing key appears in the log")
+		}
+	}
+	if !found {
+		t.Fatalf("no mode line:\n%s", p.stdout.String())
+	}
+}
+
+func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name     string
+		env      []string
+		args     []string
+		code     int
+		contains string
+	}{
+		{"version", nil, []string{"version"}, 0, "trainhook "},
+		{"no command", nil, nil, 2, "Usage: trainhook"},
+		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"serve --help", nil, []string{"serve", "--help"}, 0, "REPLICATE_WEBHOOK_SECRET"},
+		{"bad flag", nil, []string{"serve", "--nope"}, 2, "flag provided but not defined"},
+		{"invalid max body", []string{"TRAINHOOK_MAX_BODY=ten"}, []string{"serve"}, 2, "TRAINHOOK_MAX_BODY"},
+		{"webhook mode without a key", []string{"APP_URL=https://app.example.com", "REPLICATE_WEBHOOK_SECRET=", "REPLICATE_API_TOKEN=", "DATABASE_URL=" + filepath.Join(dir, "a.db")}, []string{"serve"}, 2, "webhooks/default/secret"},
+		{"postgres not yet", []string{"DATABASE_URL=postgres://u@127.0.0.1/db"}, []string{"serve", "--addr", "127.0.0.1:0"}, 1, "SQLite"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, c.env, c.args...)
+			if code != c.code || !strings.Contains(out+errOut, c.contains) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s\nwant %q", code, c.code, out, errOut, c.contains)
+			}
+		})
+	}
+}
+
+func TestBusyPortFailsTheStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, _, errOut := runCLI(t, []string{"DATABASE_URL=" + filepath.Join(t.TempDir(), "b.db"), "PORT="}, "serve", "--addr", l.Addr().String())
+	if code != 1 || !strings.Contains(errOut, "listen on") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}

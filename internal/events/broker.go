@@ -1,0 +1,119 @@
+// Package events fans committed changes out to live subscribers (the
+// dashboard and SSE clients). Publishing never blocks the writer: a
+// subscriber that falls behind is dropped and must reconnect.
+package events
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sync"
+)
+
+// Event is one committed change. ID increases by one per event in this
+// process; SSE clients resume after the last ID they saw.
+type Event struct {
+	ID   uint64          `json:"id"`
+	Type string          `json:"type"` // "model", "delivery"
+	Data json.RawMessage `json:"data"`
+}
+
+// Broker keeps the most recent events for resumption and the live subscribers.
+type Broker struct {
+	mu     sync.Mutex
+	nextID uint64
+	ring   []Event // the last len(ring) events, oldest first once full
+	start  int
+	subs   map[*Subscription]struct{}
+	log    *slog.Logger
+}
+
+// Subscription receives events on C until it is closed or dropped.
+type Subscription struct {
+	C       chan Event
+	b       *Broker
+	dropped bool
+}
+
+// NewBroker keeps up to keep events for Last-Event-ID resumption.
+func NewBroker(keep int, log *slog.Logger) *Broker {
+	if keep < 1 {
+		keep = 1
+	}
+	return &Broker{nextID: 1, ring: make([]Event, 0, keep), subs: map[*Subscription]struct{}{}, log: log}
+}
+
+// Publish sends an event to every subscriber. Call it only after the change
+// it describes has committed.
+func (b *Broker) Publish(typ string, data any) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		b.log.Error("events: cannot encode event", "type", typ, "err", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ev := Event{ID: b.nextID, Type: typ, Data: raw}
+	b.nextID++
+	if len(b.ring) < cap(b.ring) {
+		b.ring = append(b.ring, ev)
+	} else {
+		b.ring[b.start] = ev
+		b.start = (b.start + 1) % len(b.ring)
+	}
+	for s := range b.subs {
+		select {
+		case s.C <- ev:
+		default:
+			s.dropped = true
+			delete(b.subs, s)
+			close(s.C)
+			b.log.Warn("events: dropped a slow subscriber; it must reconnect", "last_event_id", ev.ID)
+		}
+	}
+}
+
+// Subscribe returns a subscription that first replays the kept events after
+// lastID (0: none) and then receives new ones. ok is false when lastID is
+// older than what is kept, so the caller knows events were missed.
+func (b *Broker) Subscribe(lastID uint64, buffer int) (s *Subscription, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var replay []Event
+	ok = true
+	if lastID > 0 {
+		n := len(b.ring)
+		for i := 0; i < n; i++ {
+			ev := b.ring[(b.start+i)%n]
+			if ev.ID > lastID {
+				replay = append(replay, ev)
+			}
+		}
+		if lastID+1 < b.nextID && (n == 0 || b.ring[b.start].ID > lastID+1) {
+			ok = false
+		}
+	}
+	s = &Subscription{C: make(chan Event, buffer+len(replay)), b: b}
+	for _, ev := range replay {
+		s.C <- ev
+	}
+	b.subs[s] = struct{}{}
+	return s, ok
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, live := b.subs[s]; live {
+		delete(b.subs, s)
+		close(s.C)
+	}
+}
+
+// Dropped reports whether the broker dropped the subscription for being slow.
+func (s *Subscription) Dropped() bool {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.dropped
+}

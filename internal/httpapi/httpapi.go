@@ -1,0 +1,252 @@
+// Package httpapi is trainhook's HTTP surface: every route in one function,
+// middleware as func(http.Handler) http.Handler, and errors mapped to status
+// codes in one place.
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/metrics"
+	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/webhook"
+)
+
+// Config is what the HTTP layer needs from the server's configuration.
+type Config struct {
+	APIToken    string   // when set, the management API requires it as a Bearer token
+	CORSOrigins []string // origins allowed to call the management API from a browser
+	HSTS        bool     // send Strict-Transport-Security (APP_URL is https)
+}
+
+// maxAPIBody caps management API request bodies.
+const maxAPIBody = 1 << 20
+
+// API serves the management API and operations endpoints.
+type API struct {
+	cfg      Config
+	svc      *service.Service
+	log      *slog.Logger
+	tokenH   [32]byte
+	Extra    func(mux *http.ServeMux, protect func(http.Handler) http.Handler) // later issues add routes here
+	metrics  *metrics.Registry
+	webhookH http.Handler
+}
+
+// New returns the whole HTTP handler: webhook route, API, operations.
+func New(cfg Config, svc *service.Service, wh http.Handler, reg *metrics.Registry, log *slog.Logger) *API {
+	return &API{cfg: cfg, svc: svc, log: log, tokenH: sha256.Sum256([]byte(cfg.APIToken)), metrics: reg, webhookH: wh}
+}
+
+// Handler builds the routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+
+	// Replicate → trainhook. A trailing slash is served too, never
+	// redirected: Replicate does not follow redirects.
+	mux.Handle(webhook.Path, a.webhookH)
+	mux.Handle(webhook.Path+"/{$}", a.webhookH)
+
+	// Operations.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", a.metrics.Handler())
+
+	// Management API: CORS for allowed origins, then the token.
+	protect := func(h http.Handler) http.Handler { return a.cors(a.auth(h)) }
+	mux.Handle("POST /api/models", protect(http.HandlerFunc(a.createModel)))
+	mux.Handle("GET /api/models", protect(http.HandlerFunc(a.listModels)))
+	mux.Handle("GET /api/models/{id}", protect(http.HandlerFunc(a.getModel)))
+	if a.Extra != nil {
+		a.Extra(mux, protect)
+	}
+	// Everything else under /api/: preflights (CORS answers allowed ones
+	// before this), wrong methods and unknown paths.
+	mux.Handle("/api/", a.cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			writeError(w, r, a.log, &service.Error{Kind: service.Forbidden, Msg: "CORS preflight refused: the Origin is not in CORS_ALLOWED_ORIGINS"})
+			return
+		}
+		if _, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL, Host: r.Host}); pattern != "/api/" && pattern != "" {
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, errorBody{"no such API endpoint: " + r.URL.Path + " (see the README's API section)"})
+	})))
+	return a.securityHeaders(a.recoverer(a.logRequests(mux)))
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.Ready(r.Context()); err != nil {
+		a.log.Error("readiness check: database unreachable", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database unreachable; see the server log"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// securityHeaders sets headers every response carries. The CSP is the
+// strictest one; HTML pages set their own.
+func (a *API) securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if a.cfg.HSTS {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// auth requires the API token when one is configured. The comparison is on
+// hashes so it takes the same time whatever the token's length.
+func (a *API) auth(next http.Handler) http.Handler {
+	if a.cfg.APIToken == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		gotH := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(gotH[:], a.tokenH[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trainhook"`)
+			msg := "missing API token: send Authorization: Bearer <TRAINHOOK_API_TOKEN>"
+			if ok {
+				msg = "wrong API token: send the value of TRAINHOOK_API_TOKEN as Authorization: Bearer <token>"
+			}
+			writeJSON(w, http.StatusUnauthorized, errorBody{msg})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors lets allowed browser origins call the management API. Preflights from
+// other origins are refused; the webhook route never gets CORS headers.
+func (a *API) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && slices.Contains(a.cfg.CORSOrigins, origin)
+		w.Header().Add("Vary", "Origin")
+		if allowed {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Set("Access-Control-Expose-Headers", "Idempotent-Replayed")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				writeJSON(w, http.StatusInternalServerError, errorBody{"internal error; see the server log"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logRequests logs management API requests; the webhook handler logs its
+// own deliveries with more detail, and health probes are not worth a line.
+func (a *API) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, webhook.Path) || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		a.log.Info("http request", "method", r.Method, "path", p, "code", sw.code, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+	})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+// writeError is the one place that maps errors to HTTP statuses. Messages
+// of domain errors are sent; internal details are logged, never sent.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *service.Error
+	if errors.As(err, &e) && e.Kind != service.Internal {
+		code := map[service.Kind]int{
+			service.Invalid: http.StatusBadRequest, service.NotFound: http.StatusNotFound,
+			service.Conflict: http.StatusConflict, service.Forbidden: http.StatusForbidden,
+			service.Upstream: http.StatusBadGateway,
+		}[e.Kind]
+		writeJSON(w, code, errorBody{e.Msg})
+		return
+	}
+	log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusInternalServerError, errorBody{"internal error; see the server log"})
+}
+
+// WriteJSON and WriteError are for routes that later issues add through Extra.
+func (a *API) WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
+
+// WriteError maps err to a status code and writes it.
+func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, a.log, err)
+}

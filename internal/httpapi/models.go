@@ -1,0 +1,155 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/store"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+type createModelRequest struct {
+	Name       string          `json:"name"`
+	TrainingID string          `json:"training_id"`
+	Metadata   json.RawMessage `json:"metadata"`
+}
+
+func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
+	var req createModelRequest
+	if err := DecodeJSON(w, r, &req); err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	m, replayed, err := a.svc.Register(r.Context(), service.RegisterRequest{
+		Name: req.Name, TrainingID: req.TrainingID, Metadata: req.Metadata,
+		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+	})
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	code := http.StatusCreated
+	if replayed {
+		code = http.StatusOK
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", "/api/models/"+m.ID)
+	writeJSON(w, code, m)
+}
+
+// DecodeJSON reads a JSON object request body strictly: capped size, JSON
+// content type, no unknown fields, nothing after the object.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return &service.Error{Kind: service.Invalid, Msg: "Content-Type must be application/json"}
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		msg := "invalid JSON body: " + err.Error()
+		switch {
+		case errors.As(err, &tooBig):
+			msg = fmt.Sprintf("request body is larger than %d bytes", maxAPIBody)
+		case errors.Is(err, io.EOF):
+			msg = "empty body: send a JSON object"
+		case errors.As(err, &syntax):
+			msg = fmt.Sprintf("invalid JSON at byte %d: %s", syntax.Offset, syntax.Error())
+		case errors.As(err, &typ):
+			msg = fmt.Sprintf("field %q must be %s, not JSON %s", typ.Field, typ.Type, typ.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			msg = "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + " (see the README's API section for the accepted fields)"
+		}
+		return &service.Error{Kind: service.Invalid, Msg: msg}
+	}
+	if dec.More() {
+		return &service.Error{Kind: service.Invalid, Msg: "body has data after the JSON object"}
+	}
+	return nil
+}
+
+func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.ModelFilter{Query: q.Get("q")}
+	if s := q.Get("status"); s != "" {
+		st, err := training.ParseStatus(s)
+		if err != nil {
+			a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: "status: " + err.Error()})
+			return
+		}
+		f.Status = st
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: fmt.Sprintf("limit must be a whole number between 1 and %d", service.MaxPage)})
+			return
+		}
+		f.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		id, ok := decodeCursor(c)
+		if !ok {
+			a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: "cursor is not one this server issued; omit it to start from the first page"})
+			return
+		}
+		f.Before = id
+	}
+	ms, next, err := a.svc.Models(r.Context(), f)
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	resp := struct {
+		Models     []training.Model `json:"models"`
+		NextCursor string           `json:"next_cursor,omitempty"`
+	}{Models: ms}
+	if next != "" {
+		resp.NextCursor = encodeCursor(next)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) getModel(w http.ResponseWriter, r *http.Request) {
+	d, err := a.svc.Model(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+const cursorPrefix = "m1:"
+
+func encodeCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+func decodeCursor(c string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", false
+	}
+	id, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if !ok || len(id) != 26 {
+		return "", false
+	}
+	for _, ch := range id {
+		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", ch) {
+			return "", false
+		}
+	}
+	return id, true
+}

@@ -1,0 +1,219 @@
+// Package webhook receives Replicate's signed webhook deliveries. Intake runs
+// in a fixed order: cap the body, read the raw bytes once, verify the
+// signature on those bytes, parse, then hand the report to the service, which
+// dedupes on webhook-id and persists; only then is the delivery answered 2xx.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/metrics"
+	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+// Path is where Replicate posts deliveries.
+const Path = "/api/webhooks/replicate/completed"
+
+// maxAudit caps how much of a refused delivery's body is kept for audit, so a
+// flood of forged requests cannot fill the disk.
+const maxAudit = 64 << 10
+
+// Applier is what the handler needs from the service.
+type Applier interface {
+	Deliver(ctx context.Context, obs training.Observation, d training.Delivery) (service.Result, error)
+	RecordRefused(d training.Delivery) bool
+}
+
+// Handler serves Path. Its fields are fixed after start-up.
+type Handler struct {
+	Keys    replicate.Keys
+	Service Applier
+	MaxBody int64
+	Now     func() time.Time
+	Log     *slog.Logger
+	// CheckToken verifies the per-model token a delivery URL carries
+	// (?model=ID&token=T). When nil, those parameters are ignored.
+	CheckToken func(modelID, token string) bool
+
+	received *metrics.Counter
+	refused  *metrics.Counter
+	latency  *metrics.Histogram
+}
+
+// NewHandler returns a handler with its metrics registered in reg.
+func NewHandler(h Handler, reg *metrics.Registry) *Handler {
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	if h.Log == nil {
+		h.Log = slog.Default()
+	}
+	h.received = reg.NewCounter("trainhook_webhook_deliveries_total", "Webhook deliveries received, by HTTP status answered.", "code")
+	h.refused = reg.NewCounter("trainhook_webhook_refusals_total", "Webhook deliveries refused, by reason.", "reason")
+	h.latency = reg.NewHistogram("trainhook_webhook_intake_seconds", "Time from request to answer for webhook deliveries.", metrics.LatencyBuckets)
+	return &h
+}
+
+type answer struct {
+	Outcome string `json:"outcome,omitempty"`
+	ModelID string `json:"model_id,omitempty"`
+	Status  string `json:"status,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code, ans, d := h.intake(r)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(ans)
+
+	elapsed := time.Since(start)
+	h.latency.Observe(elapsed)
+	h.received.Inc(codeLabel(code))
+	attrs := []any{"webhook_id", d.WebhookID, "training_id", d.TrainingID, "model_id", ans.ModelID,
+		"code", code, "latency_ms", float64(elapsed.Microseconds()) / 1000}
+	switch {
+	case code < 300:
+		h.Log.Info("webhook delivery", append(attrs, "outcome", ans.Outcome, "remote_status", d.RemoteStatus)...)
+	case code >= 500:
+		h.Log.Error("webhook delivery not stored; Replicate will retry", append(attrs, "error", ans.Error)...)
+	default:
+		h.Log.Warn("webhook delivery refused", append(attrs, "reason", ans.Error, "remote_addr", r.RemoteAddr)...)
+	}
+}
+
+// intake returns the status code, the answer and the delivery as recorded.
+func (h *Handler) intake(r *http.Request) (int, answer, training.Delivery) {
+	now := h.Now()
+	d := training.Delivery{WebhookID: clip(r.Header.Get(replicate.HeaderID), 200), ReceivedAt: now}
+	refuse := func(code int, reason, msg string, body []byte) (int, answer, training.Delivery) {
+		h.refused.Inc(reason)
+		d.Reason = msg
+		d.Outcome = "refused"
+		if len(body) > maxAudit {
+			body = body[:maxAudit]
+		}
+		d.Payload = body
+		if code != http.StatusMethodNotAllowed {
+			h.Service.RecordRefused(d)
+		}
+		return code, answer{Error: msg}, d
+	}
+
+	if r.Method != http.MethodPost {
+		msg := "use POST: this endpoint receives Replicate's webhook deliveries"
+		if r.Method == http.MethodOptions {
+			msg = "this endpoint takes server-to-server POSTs from Replicate; browsers may not call it (no CORS)"
+		}
+		return refuse(http.StatusMethodNotAllowed, "method", msg, nil)
+	}
+	if r.ContentLength > h.MaxBody {
+		return refuse(http.StatusRequestEntityTooLarge, "too_large", tooLarge(h.MaxBody), nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return refuse(http.StatusRequestEntityTooLarge, "too_large", tooLarge(h.MaxBody), nil)
+		}
+		return refuse(http.StatusBadRequest, "read_error", "could not read the request body: "+err.Error(), nil)
+	}
+	if err := h.Keys.Verify(r.Header, body, now); err != nil {
+		return refuse(http.StatusUnauthorized, signatureReason(err), "webhook signature: "+err.Error(), body)
+	}
+	d.Verified = true
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return refuse(http.StatusUnsupportedMediaType, "content_type", "Content-Type must be application/json, got "+clip(ct, 60), body)
+		}
+	}
+	obsModel := ""
+	if h.CheckToken != nil {
+		q := r.URL.Query()
+		if q.Has("model") || q.Has("token") {
+			obsModel = q.Get("model")
+			if !h.CheckToken(obsModel, q.Get("token")) {
+				return refuse(http.StatusForbidden, "model_token", "the token in the webhook URL does not match its model", body)
+			}
+		}
+	}
+	t, err := replicate.ParseTraining(body)
+	if err != nil {
+		return refuse(http.StatusBadRequest, "malformed", "payload: "+err.Error(), body)
+	}
+	d.TrainingID, d.RemoteStatus, d.Payload = t.ID, t.Status, body
+	if _, known := training.MapRemote(t.Status); !known {
+		h.Log.Warn("Replicate sent a status trainhook does not know; recorded, not applied", "training_id", t.ID, "status", clip(t.Status, 40))
+	}
+	obs := t.Observation(training.SourceWebhook, d.WebhookID, now)
+	obs.ModelID = obsModel
+	res, err := h.Service.Deliver(r.Context(), obs, d)
+	if err != nil {
+		return http.StatusServiceUnavailable, answer{Error: "the delivery could not be stored and was not applied; Replicate will retry"}, d
+	}
+	if res.Outcome == service.OutcomeRefused {
+		h.refused.Inc("model_binding")
+		return http.StatusForbidden, answer{Outcome: res.Outcome, Error: res.Refusal.Error()}, d
+	}
+	a := answer{Outcome: res.Outcome}
+	if res.Model != nil {
+		a.ModelID, a.Status = res.Model.ID, string(res.Model.Status)
+	}
+	return http.StatusOK, a, d
+}
+
+func tooLarge(limit int64) string {
+	return "body is larger than TRAINHOOK_MAX_BODY (" + humanBytes(limit) + "); training payloads carry the whole log, so raise the limit if real deliveries hit it"
+}
+
+func signatureReason(err error) string {
+	switch {
+	case errors.Is(err, replicate.ErrNoKey):
+		return "no_key"
+	case errors.Is(err, replicate.ErrMissingHeaders), errors.Is(err, replicate.ErrDuplicateHeader):
+		return "headers"
+	case errors.Is(err, replicate.ErrBadTimestamp):
+		return "bad_timestamp"
+	case errors.Is(err, replicate.ErrTooOld), errors.Is(err, replicate.ErrTooNew):
+		return "expired"
+	}
+	return "bad_signature"
+}
+
+func codeLabel(code int) string { return strconv.Itoa(code) }
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
+	}
+	return itoa(n) + " bytes"
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
