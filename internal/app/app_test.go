@@ -257,7 +257,11 @@ func TestRefusedDeliveriesChangeNothing(t *testing.T) {
 		{"malformed JSON, signed", "POST", signed(testKey, "msg_m", now, []byte(`{"id":`)), []byte(`{"id":`), 400, "payload"},
 		{"no status, signed", "POST", signed(testKey, "msg_n", now, []byte(`{"id":"train-x"}`)), []byte(`{"id":"train-x"}`), 400, `missing "status"`},
 		{"too large", "POST", signed(testKey, "msg_big", now, bytes.Repeat([]byte("x"), 65<<10)), bytes.Repeat([]byte("x"), 65<<10), 413, "TRAINHOOK_MAX_BODY"},
-		{"wrong content type", "POST", func() http.Header { h := signed(testKey, "msg_ct", now, body); h.Set("Content-Type", "text/plain"); return h }(), body, 415, "application/json"},
+		{"wrong content type", "POST", func() http.Header {
+			h := signed(testKey, "msg_ct", now, body)
+			h.Set("Content-Type", "text/plain")
+			return h
+		}(), body, 415, "application/json"},
 		{"GET", "GET", nil, nil, 405, "use POST"},
 		{"browser preflight", "OPTIONS", http.Header{"Origin": {"https://evil.example"}, "Access-Control-Request-Method": {"POST"}}, nil, 405, "no CORS"},
 	}

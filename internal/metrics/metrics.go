@@ -17,11 +17,11 @@ import (
 
 // Registry holds every series; the zero value is not usable, use New.
 type Registry struct {
-	mu     sync.Mutex
-	order  []string
-	help   map[string]string
-	kind   map[string]string
-	series map[string]map[string]any // name -> label string -> *atomic.Int64 or *Histogram
+	mu      sync.Mutex
+	order   []string
+	help    map[string]string
+	kind    map[string]string
+	series  map[string]map[string]any // name -> label string -> *atomic.Int64 or *Histogram
 	gauges  map[string]func() float64
 	buckets map[string][]float64 // histogram upper bounds by name
 }
