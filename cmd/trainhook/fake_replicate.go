@@ -26,7 +26,7 @@ func runFakeReplicate(ctx context.Context, args []string, e env) int {
 		username    = fs.String("username", fakereplicate.DefaultUsername, "the account's `name`; it owns the destination models you create")
 		secret      = fs.String("secret", "", "webhook signing `key` (whsec_<base64>); random when empty, and then printed to stdout")
 		seed        = fs.Uint64("seed", 0, "`n` > 0 makes ids, outcomes and fault dice reproducible")
-		duration    = fs.Duration("duration", fakereplicate.DefaultDuration, "a training's whole run; the first tenth is queued (starting)")
+		duration    = fs.Duration("duration", fakereplicate.DefaultDuration, "a training's whole run; the first 5-15% is queued (starting)")
 		failRate    = fs.Float64("fail-rate", 0.1, "share of trainings that fail, `0..1`")
 		abortRate   = fs.Float64("abort-rate", 0, "share of trainings that end aborted before starting, `0..1`")
 		drop        = fs.Float64("drop-webhooks", 0, "share of webhook messages never sent, `0..1`")

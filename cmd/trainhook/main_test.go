@@ -63,9 +63,8 @@ type proc struct {
 }
 
 type syncBuffer struct {
-	buf  bytes.Buffer
-	mu   chan struct{}
-	line chan string
+	buf bytes.Buffer
+	mu  chan struct{}
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {

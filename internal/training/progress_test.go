@@ -54,7 +54,7 @@ func TestNewIDSortsByTime(t *testing.T) {
 	if len(a) != 26 || len(b) != 26 || !(a < b) {
 		t.Fatalf("ids %s %s", a, b)
 	}
-	if NewID(time.UnixMilli(5)) == NewID(time.UnixMilli(5)) {
+	if x, y := NewID(time.UnixMilli(5)), NewID(time.UnixMilli(5)); x == y {
 		t.Fatal("ids collide")
 	}
 }
