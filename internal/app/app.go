@@ -18,6 +18,7 @@ import (
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/httpapi"
 	"github.com/trainhook/trainhook/internal/metrics"
+	"github.com/trainhook/trainhook/internal/poller"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/store"
@@ -34,11 +35,15 @@ type App struct {
 	Broker  *events.Broker
 	Metrics *metrics.Registry
 	Keys    replicate.Keys
+	// Client is the Replicate API client; nil without REPLICATE_API_TOKEN.
+	Client *replicate.Client
+	Poller *poller.Poller
 	// URL is the base URL the server listens on, e.g. http://127.0.0.1:8080.
 	URL string
 
-	ln   net.Listener
-	http *http.Server
+	ln       net.Listener
+	http     *http.Server
+	apiCalls *metrics.Counter
 }
 
 // NewLogger returns the logger the configuration asks for: JSON when out is
@@ -73,7 +78,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	log.Info("trainhook starting", "config", cfg)
 	log.Info(cfg.ModeReason, "mode", mode(cfg))
 
-	if a.Keys, err = resolveKeys(ctx, cfg, log); err != nil {
+	if cfg.ReplicateToken != "" {
+		a.apiCalls = a.Metrics.NewCounter("trainhook_replicate_api_calls_total", "Calls to Replicate's API, by endpoint and outcome.", "endpoint", "outcome")
+		a.Client, err = replicate.NewClient(replicate.ClientOptions{
+			BaseURL: cfg.ReplicateBaseURL, Token: cfg.ReplicateToken, RateLimit: cfg.APIRateLimit, Logger: log,
+			OnCall: func(endpoint, outcome string, _ time.Duration) { a.apiCalls.Inc(endpoint, outcome) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("Replicate client: %w", err)
+		}
+	} else {
+		log.Warn("REPLICATE_API_TOKEN is not set: trainhook cannot start, cancel or poll trainings; it only applies signed webhooks for trainings registered with their id")
+	}
+	if a.Keys, err = resolveKeys(ctx, cfg, a.Client, log); err != nil {
 		return nil, err
 	}
 
@@ -89,10 +106,26 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		return nil, fmt.Errorf("DATABASE_URL selects %s, which this version of trainhook cannot use yet; use a SQLite file path such as trainhook.db", cfg.DBDriver)
 	}
 
+	policy := poller.Policy{Webhook: cfg.WebhookMode, Interval: cfg.PollInterval, ReconcileAfter: cfg.ReconcileAfter, Cap: 60 * time.Second, Jitter: poller.RandomJitter}
+	opts := service.Options{Store: a.Store, Metrics: a.Metrics, Logger: log, NextCheck: policy.Next, WebhookEvents: cfg.WebhookEvents}
 	a.Broker = events.NewBroker(4096, log)
-	a.Service = service.New(service.Options{Store: a.Store, Broker: a.Broker, Metrics: a.Metrics, Logger: log})
-	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log}, a.Metrics)
-	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS}, a.Service, wh, a.Metrics, log)
+	opts.Broker = a.Broker
+	if a.Client != nil {
+		opts.Replicate = a.Client
+	}
+	if cfg.WebhookMode {
+		opts.WebhookURL = cfg.WebhookURL
+	}
+	a.Service = service.New(opts)
+	if err := a.Service.LoadTokenKey(ctx, cfg.SecretKey); err != nil {
+		a.Service.Close()
+		return nil, err
+	}
+	if a.Client != nil {
+		a.Poller = poller.New(poller.Options{API: a.Client, Service: a.Service, Policy: policy, Log: log})
+	}
+	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log, CheckToken: a.Service.CheckToken}, a.Metrics)
+	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status}, a.Service, wh, a.Metrics, log)
 
 	a.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -120,6 +153,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(a.ln) }()
+	pctx, stopPoller := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		if a.Poller != nil {
+			a.Poller.Run(pctx)
+		}
+	}()
 	a.Log.Info("listening", "url", a.URL, "webhook_path", webhook.Path, "webhook_url", a.Config.WebhookURL)
 
 	var serveErr error
@@ -133,6 +174,9 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.http.Shutdown(sctx); err != nil {
 		a.Log.Warn("in-flight requests did not finish in time", "err", err)
 	}
+	// A check cut short leaves its lease; the model is due again after it.
+	stopPoller()
+	<-polled
 	a.Service.Close()
 	a.closeStore()
 	a.Log.Info("stopped")
@@ -171,13 +215,68 @@ func dialable(addr net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-// resolveKeys returns the signing keys the webhook endpoint accepts.
-func resolveKeys(_ context.Context, cfg config.Config, log *slog.Logger) (replicate.Keys, error) {
+// resolveKeys returns the signing keys the webhook endpoint accepts. In
+// webhook mode with an API token it fetches the account's key: with no key
+// configured it uses that one; with keys that do not include it, it refuses
+// to start, since every webhook would then be refused as forged.
+func resolveKeys(ctx context.Context, cfg config.Config, client *replicate.Client, log *slog.Logger) (replicate.Keys, error) {
 	keys := cfg.WebhookKeys
+	if cfg.WebhookMode && client != nil {
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		account, err := client.WebhookSecret(fctx)
+		cancel()
+		switch {
+		case err != nil && len(keys) == 0:
+			return nil, fmt.Errorf("webhook mode needs the signing key, and fetching it from Replicate failed: %w (set REPLICATE_WEBHOOK_SECRET to the key from GET /v1/webhooks/default/secret)", err)
+		case err != nil:
+			log.Warn("could not fetch the account's signing key to check REPLICATE_WEBHOOK_SECRET; using the configured keys", "err", err)
+		case len(keys) == 0:
+			keys = replicate.Keys{account}
+			log.Info("using the account's webhook signing key fetched from Replicate", "fingerprint", account.Fingerprint())
+		case !keys.Contains(account):
+			return nil, fmt.Errorf("REPLICATE_WEBHOOK_SECRET (fingerprints %v) does not include this account's signing key (fingerprint %s): every webhook would be refused as forged. Set it to the key from GET /v1/webhooks/default/secret, or unset it to use the account's key", keys.Fingerprints(), account.Fingerprint())
+		default:
+			log.Info("REPLICATE_WEBHOOK_SECRET includes the account's signing key", "fingerprint", account.Fingerprint())
+		}
+	}
 	if len(keys) == 0 {
 		log.Warn("no signing key configured: every webhook delivery will be refused (401) until REPLICATE_WEBHOOK_SECRET is set")
 	} else {
 		log.Info("webhook signing keys loaded", "fingerprints", keys.Fingerprints())
 	}
 	return keys, nil
+}
+
+// Status is what GET /api/status and the dashboard show of the running
+// configuration: never a secret.
+type Status struct {
+	Mode               string   `json:"mode"`
+	ModeReason         string   `json:"mode_reason"`
+	WebhookURL         string   `json:"webhook_url,omitempty"`
+	SigningKeys        []string `json:"signing_key_fingerprints"`
+	ReplicateBaseURL   string   `json:"replicate_base_url"`
+	ReplicateToken     bool     `json:"replicate_token_set"`
+	APIRateLimit       int      `json:"api_rate_limit_per_minute"`
+	APICallsTotal      int64    `json:"api_calls_total"`
+	PollInterval       string   `json:"poll_interval"`
+	ReconcileAfter     string   `json:"reconcile_after"`
+	WebhookEvents      []string `json:"webhook_events"`
+	Database           string   `json:"database"`
+	MaxBody            int64    `json:"max_body_bytes"`
+	APITokenRequired   bool     `json:"api_token_required"`
+	CORSAllowedOrigins []string `json:"cors_allowed_origins"`
+}
+
+func (a *App) status() any {
+	c := a.Config
+	st := Status{
+		Mode: mode(c), ModeReason: c.ModeReason, WebhookURL: c.WebhookURL, SigningKeys: a.Keys.Fingerprints(),
+		ReplicateBaseURL: c.ReplicateBaseURL, ReplicateToken: c.ReplicateToken != "", APIRateLimit: c.APIRateLimit,
+		PollInterval: c.PollInterval.String(), ReconcileAfter: c.ReconcileAfter.String(), WebhookEvents: c.WebhookEvents,
+		Database: c.DBDriver, MaxBody: c.MaxBody, APITokenRequired: c.APIToken != "", CORSAllowedOrigins: c.CORSOrigins,
+	}
+	if a.apiCalls != nil {
+		st.APICallsTotal = a.apiCalls.Total()
+	}
+	return st
 }

@@ -26,6 +26,9 @@ type Config struct {
 	APIToken    string   // when set, the management API requires it as a Bearer token
 	CORSOrigins []string // origins allowed to call the management API from a browser
 	HSTS        bool     // send Strict-Transport-Security (APP_URL is https)
+	// Status reports the running configuration (mode, webhook URL, key
+	// fingerprints, API budget) for GET /api/status; never secrets.
+	Status func() any
 }
 
 // maxAPIBody caps management API request bodies.
@@ -68,6 +71,14 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("POST /api/models", protect(http.HandlerFunc(a.createModel)))
 	mux.Handle("GET /api/models", protect(http.HandlerFunc(a.listModels)))
 	mux.Handle("GET /api/models/{id}", protect(http.HandlerFunc(a.getModel)))
+	mux.Handle("POST /api/models/{id}/cancel", protect(http.HandlerFunc(a.cancelModel)))
+	mux.Handle("GET /api/status", protect(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var st any = struct{}{}
+		if a.cfg.Status != nil {
+			st = a.cfg.Status()
+		}
+		writeJSON(w, http.StatusOK, st)
+	})))
 	if a.Extra != nil {
 		a.Extra(mux, protect)
 	}

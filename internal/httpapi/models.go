@@ -16,10 +16,15 @@ import (
 	"github.com/trainhook/trainhook/internal/training"
 )
 
+// createModelRequest either hands over a training the caller started
+// (training_id) or asks trainhook to start one (trainer, destination, input).
 type createModelRequest struct {
-	Name       string          `json:"name"`
-	TrainingID string          `json:"training_id"`
-	Metadata   json.RawMessage `json:"metadata"`
+	Name        string          `json:"name"`
+	TrainingID  string          `json:"training_id"`
+	Metadata    json.RawMessage `json:"metadata"`
+	Trainer     string          `json:"trainer"`
+	Destination string          `json:"destination"`
+	Input       json.RawMessage `json:"input"`
 }
 
 func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
@@ -28,11 +33,47 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 		a.WriteError(w, r, err)
 		return
 	}
-	m, replayed, err := a.svc.Register(r.Context(), service.RegisterRequest{
-		Name: req.Name, TrainingID: req.TrainingID, Metadata: req.Metadata,
-		IdempotencyKey: r.Header.Get("Idempotency-Key"),
-	})
-	if err != nil {
+	key := r.Header.Get("Idempotency-Key")
+	starting := req.Trainer != "" || req.Destination != "" || len(req.Input) > 0
+	var (
+		m        training.Model
+		replayed bool
+		err      error
+	)
+	switch {
+	case req.TrainingID != "" && starting:
+		err = &service.Error{Kind: service.Invalid, Msg: `send either "training_id" (to track a training you started) or "trainer", "destination" and "input" (to have trainhook start one), not both`}
+	case starting:
+		m, replayed, err = a.svc.Start(r.Context(), service.StartRequest{
+			Name: req.Name, Trainer: req.Trainer, Destination: req.Destination, Input: req.Input,
+			Metadata: req.Metadata, IdempotencyKey: key,
+		})
+	case req.TrainingID == "":
+		err = &service.Error{Kind: service.Invalid, Msg: `send "training_id" (to track a training you started) or "trainer" and "destination" (to have trainhook start one)`}
+	default:
+		m, replayed, err = a.svc.Register(r.Context(), service.RegisterRequest{
+			Name: req.Name, TrainingID: req.TrainingID, Metadata: req.Metadata, IdempotencyKey: key,
+		})
+	}
+	var refused *service.ErrRefused
+	switch {
+	case errors.As(err, &refused):
+		// The model exists and is Failed with Replicate's message.
+		w.Header().Set("Location", "/api/models/"+refused.Model.ID)
+		writeJSON(w, http.StatusUnprocessableEntity, struct {
+			Error string         `json:"error"`
+			Model training.Model `json:"model"`
+		}{refused.Error(), refused.Model})
+		return
+	case err != nil && m.ID != "" && service.KindOf(err) == service.Upstream:
+		// The start is in doubt; the model is Pending and will be recovered.
+		w.Header().Set("Location", "/api/models/"+m.ID)
+		writeJSON(w, http.StatusAccepted, struct {
+			training.Model
+			Warning string `json:"warning"`
+		}{m, err.Error()})
+		return
+	case err != nil:
 		a.WriteError(w, r, err)
 		return
 	}
@@ -120,6 +161,19 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		resp.NextCursor = encodeCursor(next)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) cancelModel(w http.ResponseWriter, r *http.Request) {
+	m, err := a.svc.Cancel(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if !m.Status.Terminal() {
+		code = http.StatusAccepted // Replicate has not confirmed yet
+	}
+	writeJSON(w, code, m)
 }
 
 func (a *API) getModel(w http.ResponseWriter, r *http.Request) {

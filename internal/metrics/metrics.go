@@ -80,6 +80,17 @@ func (c *Counter) Value(values ...string) int64 {
 	return 0
 }
 
+// Total sums the counter over every label value.
+func (c *Counter) Total() int64 {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	var n int64
+	for _, v := range c.r.series[c.name] {
+		n += v.(*atomic.Int64).Load()
+	}
+	return n
+}
+
 // GaugeFunc declares a gauge read when metrics are written.
 func (r *Registry) GaugeFunc(name, help string, f func() float64) {
 	r.mu.Lock()

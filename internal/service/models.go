@@ -125,8 +125,8 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 			ID: training.NewID(now), Name: req.Name, TrainingID: req.TrainingID, Status: training.Pending,
 			Metadata: md, IdempotencyKey: req.IdempotencyKey, CreatedAt: now, UpdatedAt: now,
 		}
-		if s.firstCheck != nil {
-			m.NextCheckAt = s.firstCheck(now)
+		if s.nextCheck != nil {
+			m.NextCheckAt = s.nextCheck(m, now, training.SourceAPI)
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
 			if errors.Is(err, store.ErrDuplicate) {

@@ -34,9 +34,18 @@ type Options struct {
 	Now     func() time.Time
 	// MaxBatch caps how many reports share one transaction (group commit).
 	MaxBatch int
-	// FirstCheck says when a newly tracked training should first be polled;
-	// nil means never (the poller sets its own policy).
-	FirstCheck func(now time.Time) *time.Time
+	// NextCheck says when a non-terminal model should next be polled, given
+	// the model as it will be stored and where the latest report came from;
+	// nil means never.
+	NextCheck func(m training.Model, now time.Time, src training.Source) *time.Time
+
+	// Replicate is the API client used to start and cancel trainings; nil
+	// when no token is configured.
+	Replicate Replicate
+	// WebhookURL is the base webhook URL trainings are created with in
+	// webhook mode; "" in polling mode (no webhook is passed).
+	WebhookURL    string
+	WebhookEvents []string
 }
 
 // Service is safe for concurrent use.
@@ -45,8 +54,12 @@ type Service struct {
 	broker     *events.Broker
 	log        *slog.Logger
 	now        func() time.Time
-	maxBatch   int
-	firstCheck func(time.Time) *time.Time
+	maxBatch      int
+	nextCheck     func(training.Model, time.Time, training.Source) *time.Time
+	replicate     Replicate
+	webhookURL    string
+	webhookEvents []string
+	tokenKey      []byte
 
 	mu     sync.RWMutex // guards closed against sends on a closed jobs channel
 	closed bool
@@ -98,7 +111,8 @@ func New(o Options) *Service {
 	}
 	s := &Service{
 		store: o.Store, broker: o.Broker, log: o.Logger, now: o.Now,
-		maxBatch: o.MaxBatch, firstCheck: o.FirstCheck,
+		maxBatch: o.MaxBatch, nextCheck: o.NextCheck,
+		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents,
 		jobs: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
 		deliveries:  o.Metrics.NewCounter("trainhook_reports_total", "Reports applied, by source and outcome (applied, refreshed, same, stale, conflict, unknown_status, duplicate, held, refused).", "source", "outcome"),
 		transitions: o.Metrics.NewCounter("trainhook_transitions_total", "Status transitions applied, by from, to and source.", "from", "to", "source"),
@@ -290,6 +304,9 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 			return Result{Outcome: OutcomeDuplicate, Model: m}, nil, record(OutcomeDuplicate, "", id)
 		}
 	}
+	if m == nil && obs.TrainingID == "" {
+		return Result{}, nil, fmt.Errorf("report names no training id and no known model (model %q)", obs.ModelID)
+	}
 	if m == nil {
 		if err := tx.HoldObservation(ctx, obs); err != nil {
 			return Result{}, nil, err
@@ -304,7 +321,7 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 		return Result{}, nil, err
 	}
 	var changed []training.Model
-	if next.Version != m.Version {
+	if bound || dec == training.Move || dec == training.Refresh || dec == training.Conflict {
 		changed = append(changed, next)
 	}
 	if bound {
@@ -322,16 +339,19 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 // none yet; it is refused if the training id belongs to another model or the
 // model already tracks another training. m is nil when no model is known yet.
 func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observation) (m *training.Model, bind bool, refusal, err error) {
-	found, err := tx.ModelByTrainingID(ctx, obs.TrainingID)
-	switch {
-	case err == nil:
-		if obs.ModelID != "" && obs.ModelID != found.ID {
-			return nil, false, fmt.Errorf("training %s belongs to another model, not to model %s", obs.TrainingID, obs.ModelID), nil
+	if obs.TrainingID != "" {
+		found, err := tx.ModelByTrainingID(ctx, obs.TrainingID)
+		switch {
+		case err == nil:
+			if obs.ModelID != "" && obs.ModelID != found.ID {
+				return nil, false, fmt.Errorf("training %s belongs to another model, not to model %s", obs.TrainingID, obs.ModelID), nil
+			}
+			return &found, false, nil, nil
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, false, nil, fmt.Errorf("find model of training %s: %w", obs.TrainingID, err)
 		}
-		return &found, false, nil, nil
-	case !errors.Is(err, store.ErrNotFound):
-		return nil, false, nil, fmt.Errorf("find model of training %s: %w", obs.TrainingID, err)
-	case obs.ModelID == "":
+	}
+	if obs.ModelID == "" {
 		return nil, false, nil, nil
 	}
 	byID, err := tx.ModelByID(ctx, obs.ModelID)
@@ -340,10 +360,10 @@ func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observat
 		return nil, false, nil, nil
 	case err != nil:
 		return nil, false, nil, fmt.Errorf("find model %s: %w", obs.ModelID, err)
-	case byID.TrainingID != "" && byID.TrainingID != obs.TrainingID:
+	case byID.TrainingID != "" && obs.TrainingID != "" && byID.TrainingID != obs.TrainingID:
 		return nil, false, fmt.Errorf("model %s tracks training %s, not %s", byID.ID, byID.TrainingID, obs.TrainingID), nil
 	}
-	return &byID, true, nil, nil
+	return &byID, obs.TrainingID != "" && byID.TrainingID == "", nil, nil
 }
 
 // apply runs the pure transition and persists its result with a conditional
@@ -351,8 +371,16 @@ func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observat
 func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs training.Observation, force bool, now time.Time) (training.Model, training.Decision, error) {
 	for attempt := 0; ; attempt++ {
 		next, dec, h := training.Apply(m, obs, now)
-		if !force && dec != training.Move && dec != training.Refresh && dec != training.Conflict {
+		// A poll always reschedules the next one, even when it found nothing new.
+		write := force || dec == training.Move || dec == training.Refresh || dec == training.Conflict || obs.Source == training.SourcePoll && !m.Status.Terminal()
+		if !write {
 			return m, dec, nil
+		}
+		if !next.Status.Terminal() && s.nextCheck != nil {
+			next.NextCheckAt = s.nextCheck(next, now, obs.Source)
+			if obs.Source == training.SourcePoll {
+				next.CheckAttempts++
+			}
 		}
 		err := tx.UpdateModel(ctx, &next)
 		if errors.Is(err, store.ErrStale) && attempt < 5 {
@@ -401,7 +429,7 @@ func (s *Service) applyHeld(ctx context.Context, tx store.Tx, m *training.Model,
 			return nil, err
 		}
 		s.deliveries.Inc(string(obs.Source), "held_applied_"+string(dec))
-		if next.Version != m.Version {
+		if dec == training.Move || dec == training.Refresh || dec == training.Conflict {
 			changed = append(changed, next)
 		}
 		*m = next

@@ -72,3 +72,15 @@ func FuzzParseProgress(f *testing.F) {
 		}
 	})
 }
+
+func TestNewIDMonotonicWithinMillisecond(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	prev := NewID(now)
+	for i := 0; i < 1000; i++ {
+		id := NewID(now)
+		if id <= prev {
+			t.Fatalf("id %s after %s", id, prev)
+		}
+		prev = id
+	}
+}
