@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Var documents one environment variable. The table of them is the single
+// source of the defaults Load applies, of the README's configuration table and
+// of `serve --help`.
+type Var struct {
+	Name        string // e.g. "TRAINHOOK_MAX_BODY"
+	Default     string // the value used when the variable is unset or blank; "" = none
+	Description string // one or two sentences: what it does and what it accepts
+	Secret      bool   // never printed: errors and the start-up dump say only "set" or "unset"
+}
+
+// Names of the variables Load reads.
+const (
+	EnvAppURL           = "APP_URL"
+	EnvNextPublicAppURL = "NEXT_PUBLIC_APP_URL"
+	EnvWebhooks         = "TRAINHOOK_WEBHOOKS"
+	EnvWebhookSecret    = "REPLICATE_WEBHOOK_SECRET"
+	EnvDatabaseURL      = "DATABASE_URL"
+	EnvPort             = "PORT"
+	EnvAddr             = "ADDR"
+	EnvAPIToken         = "TRAINHOOK_API_TOKEN"
+	EnvCORSOrigins      = "CORS_ALLOWED_ORIGINS"
+	EnvMaxBody          = "TRAINHOOK_MAX_BODY"
+	EnvReplicateToken   = "REPLICATE_API_TOKEN"
+	EnvReplicateBaseURL = "REPLICATE_BASE_URL"
+	EnvAPIRateLimit     = "TRAINHOOK_API_RATE_LIMIT"
+	EnvPollInterval     = "TRAINHOOK_POLL_INTERVAL"
+	EnvReconcileAfter   = "TRAINHOOK_RECONCILE_AFTER"
+	EnvWebhookEvents    = "TRAINHOOK_WEBHOOK_EVENTS"
+	EnvSecretKey        = "TRAINHOOK_SECRET_KEY"
+	EnvLogLevel         = "TRAINHOOK_LOG_LEVEL"
+	EnvLogFormat        = "TRAINHOOK_LOG_FORMAT"
+)
+
+// table is every variable Load reads, in the order the docs list them.
+// Load takes its defaults from here, so the docs cannot drift from the code.
+var table = []Var{
+	{Name: EnvAppURL, Description: "Public base URL of this server, such as https://trainhook.example.com or https://example.com/app. " +
+		"Webhooks go to APP_URL + " + WebhookPath + ". Unset, local or plain-http URLs mean polling mode (see TRAINHOOK_WEBHOOKS)."},
+	{Name: EnvNextPublicAppURL, Description: "Used as APP_URL when APP_URL is unset (the name the original Next.js setup used)."},
+	{Name: EnvWebhooks, Default: "auto", Description: "auto, on or off. auto: webhook mode only when APP_URL is https on a public host " +
+		"(not localhost, a loopback, private, CGNAT or link-local address, nor a .local, .internal, .localhost or .home.arpa name); otherwise trainhook polls Replicate. on/off force the mode."},
+	{Name: EnvWebhookSecret, Secret: true, Description: "Replicate's webhook signing key (whsec_...), from GET https://api.replicate.com/v1/webhooks/default/secret. " +
+		"Several keys separated by spaces or commas are all accepted, for rotation. In webhook mode, needed unless REPLICATE_API_TOKEN is set (trainhook then fetches it)."},
+	{Name: EnvDatabaseURL, Default: "trainhook.db", Description: "SQLite file: a path, sqlite:PATH, sqlite://PATH or file:PATH (no ?options; trainhook sets SQLite's own). " +
+		"postgres:// or postgresql:// selects PostgreSQL."},
+	{Name: EnvPort, Description: "Port to listen on, on all interfaces (the PaaS convention). Wins over ADDR. 0 picks a free port."},
+	{Name: EnvAddr, Default: ":8080", Description: "host:port to listen on when PORT is unset, such as 127.0.0.1:8080 or :8080."},
+	{Name: EnvAPIToken, Secret: true, Description: "When set, the management API requires the header Authorization: Bearer <token>."},
+	{Name: EnvCORSOrigins, Description: "Comma-separated origins (scheme://host[:port], no path) whose pages may call the API from a browser. " +
+		"\"*\" is refused."},
+	{Name: EnvMaxBody, Default: "10MiB", Description: "Largest webhook or API request body: bytes, or a number with KiB, MiB, GiB (or K, M, G), KB, MB, GB. " +
+		"64KiB to 1GiB; Replicate's training webhooks carry the whole log and can be several MB."},
+	{Name: EnvReplicateToken, Secret: true, Description: "Replicate API token (r8_...), used to poll trainings and to fetch the webhook signing key."},
+	{Name: EnvReplicateBaseURL, Default: DefaultReplicateBaseURL, Description: "Replicate API base URL; point it at `trainhook fake-replicate` to work offline. " +
+		"Kept as given (the client appends /v1 if missing)."},
+	{Name: EnvAPIRateLimit, Default: "1000", Description: "Requests per minute trainhook makes to Replicate's API, 1 to 3000 (Replicate allows 3000)."},
+	{Name: EnvPollInterval, Default: "5s", Description: "How often the poller looks for trainings due a status check (a Go duration such as 5s or 1m; at least 100ms)."},
+	{Name: EnvReconcileAfter, Default: "10m", Description: "In webhook mode, how long a running training may go without news before trainhook polls it (at least 1s)."},
+	{Name: EnvWebhookEvents, Default: "start,completed", Description: "Comma-separated webhook events to ask Replicate for: start, output, logs, completed. Must include completed."},
+	{Name: EnvSecretKey, Secret: true, Description: "Key for per-model webhook tokens, at least 32 characters (for example: openssl rand -base64 32). " +
+		"Unset: trainhook generates one and keeps it in the database."},
+	{Name: EnvLogLevel, Default: "info", Description: "debug, info, warn or error."},
+	{Name: EnvLogFormat, Default: "auto", Description: "auto, json or text. auto: JSON when standard output is not a terminal, text when it is."},
+}
+
+// Vars lists every environment variable Load reads, with its default and a
+// description, in documentation order. The slice is a copy.
+func Vars() []Var {
+	return append([]Var(nil), table...)
+}
+
+var byName = func() map[string]Var {
+	m := make(map[string]Var, len(table))
+	for _, v := range table {
+		m[v.Name] = v
+	}
+	return m
+}()
+
+// WriteMarkdown writes the variables as a Markdown table, for the README.
+func WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("| Variable | Default | Description |\n|---|---|---|\n")
+	for _, v := range table {
+		def := "—"
+		if v.Default != "" {
+			def = "`" + v.Default + "`"
+		}
+		desc := strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(v.Description)
+		if v.Secret {
+			desc += " (secret: never logged)"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", v.Name, def, desc)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteHelp writes the variables as plain text for `serve --help`: a line
+// with the name, default and whether it is secret, then the description
+// wrapped and indented.
+func WriteHelp(w io.Writer) error {
+	var b strings.Builder
+	for _, v := range table {
+		b.WriteString("  " + v.Name)
+		var notes []string
+		if v.Default != "" {
+			notes = append(notes, "default "+v.Default)
+		}
+		if v.Secret {
+			notes = append(notes, "secret")
+		}
+		if len(notes) > 0 {
+			b.WriteString(" (" + strings.Join(notes, ", ") + ")")
+		}
+		b.WriteByte('\n')
+		for _, line := range wrap(v.Description, 72) {
+			b.WriteString("      " + line + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// wrap breaks s into lines of at most width bytes where it can, at spaces.
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
+}
