@@ -23,6 +23,7 @@ import (
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/store"
 	"github.com/trainhook/trainhook/internal/store/sqlite"
+	"github.com/trainhook/trainhook/internal/web"
 	"github.com/trainhook/trainhook/internal/webhook"
 )
 
@@ -126,6 +127,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log, CheckToken: a.Service.CheckToken}, a.Metrics)
 	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status}, a.Service, wh, a.Metrics, log)
+	api.Extra = func(mux *http.ServeMux, _ func(http.Handler) http.Handler) {
+		web.Register(mux, web.Deps{
+			Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
+			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log,
+		})
+	}
 
 	a.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -99,5 +99,12 @@ type Delivery struct {
 	TrainingID   string    `json:"training_id,omitempty"`
 	ModelID      string    `json:"model_id,omitempty"`
 	RemoteStatus string    `json:"remote_status,omitempty"`
-	Payload      []byte    `json:"-"`
+	// Timestamp and Signature are the webhook-timestamp and webhook-signature
+	// headers as received, kept so a delivery can be replayed and verified
+	// again (a signature is not a secret).
+	Timestamp string `json:"timestamp,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	// ReplayOf is the id of the delivery this one replayed (0: none).
+	ReplayOf int64  `json:"replay_of,omitempty"`
+	Payload  []byte `json:"-"`
 }

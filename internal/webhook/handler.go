@@ -5,6 +5,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,7 +75,7 @@ type answer struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	code, ans, d := h.intake(r)
+	code, ans, d := h.intake(r, h.Now(), 0)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if code == http.StatusMethodNotAllowed {
@@ -98,10 +99,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Replayed is what replaying a stored delivery did.
+type Replayed struct {
+	Code    int    `json:"code"`
+	Outcome string `json:"outcome,omitempty"`
+	ModelID string `json:"model_id,omitempty"`
+	Status  string `json:"status,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Replay runs a stored delivery through the handler as it is configured now
+// (useful after fixing a wrong signing key). The signature is verified again
+// with today's keys against the original headers and body; the timestamp
+// window is measured from when the delivery was first received, since an
+// operator replays it on purpose. Its webhook-id still dedupes, so a
+// delivery that was applied is not applied twice. The replay is recorded as
+// a new delivery that names the one it replayed.
+func (h *Handler) Replay(ctx context.Context, d training.Delivery) Replayed {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, Path, bytes.NewReader(d.Payload))
+	req.ContentLength = int64(len(d.Payload))
+	req.Header.Set("Content-Type", "application/json")
+	if d.WebhookID != "" {
+		req.Header.Set(replicate.HeaderID, d.WebhookID)
+	}
+	if d.Timestamp != "" {
+		req.Header.Set(replicate.HeaderTimestamp, d.Timestamp)
+	}
+	if d.Signature != "" {
+		req.Header.Set(replicate.HeaderSignature, d.Signature)
+	}
+	start := time.Now()
+	code, ans, got := h.intakeAt(req, h.Now(), d.ReceivedAt, d.ID)
+	h.Log.Info("webhook delivery replayed", "delivery_id", d.ID, "webhook_id", got.WebhookID, "training_id", got.TrainingID,
+		"code", code, "outcome", ans.Outcome, "error", ans.Error, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+	return Replayed{Code: code, Outcome: ans.Outcome, ModelID: ans.ModelID, Status: ans.Status, Error: ans.Error}
+}
+
 // intake returns the status code, the answer and the delivery as recorded.
-func (h *Handler) intake(r *http.Request) (int, answer, training.Delivery) {
-	now := h.Now()
-	d := training.Delivery{WebhookID: clip(r.Header.Get(replicate.HeaderID), 200), ReceivedAt: now}
+func (h *Handler) intake(r *http.Request, now time.Time, replayOf int64) (int, answer, training.Delivery) {
+	return h.intakeAt(r, now, now, replayOf)
+}
+
+// intakeAt verifies the timestamp against verifyAt, which is now except for replays.
+func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf int64) (int, answer, training.Delivery) {
+	d := training.Delivery{
+		WebhookID: clip(r.Header.Get(replicate.HeaderID), 200), ReceivedAt: now, ReplayOf: replayOf,
+		Timestamp: clip(r.Header.Get(replicate.HeaderTimestamp), 40), Signature: clip(r.Header.Get(replicate.HeaderSignature), 1000),
+	}
 	refuse := func(code int, reason, msg string, body []byte) (int, answer, training.Delivery) {
 		h.refused.Inc(reason)
 		d.Reason = msg
@@ -134,7 +178,7 @@ func (h *Handler) intake(r *http.Request) (int, answer, training.Delivery) {
 		}
 		return refuse(http.StatusBadRequest, "read_error", "could not read the request body: "+err.Error(), nil)
 	}
-	if err := h.Keys.Verify(r.Header, body, now); err != nil {
+	if err := h.Keys.Verify(r.Header, body, verifyAt); err != nil {
 		return refuse(http.StatusUnauthorized, signatureReason(err), "webhook signature: "+err.Error(), body)
 	}
 	d.Verified = true
