@@ -27,6 +27,7 @@ type command struct {
 
 // commands lists every subcommand. Each lives in its own file.
 var commands = map[string]command{
+	"demo":           {"run a demo: server, SQLite, Replicate simulator and a sample training", runDemo},
 	"serve":          {"run the webhook receiver, API and poller", runServe},
 	"version":        {"print the version", runVersion},
 	"fake-replicate": {"run a local simulator of Replicate's API", runFakeReplicate},
