@@ -108,7 +108,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 
 	policy := poller.Policy{Webhook: cfg.WebhookMode, Interval: cfg.PollInterval, ReconcileAfter: cfg.ReconcileAfter, Cap: 60 * time.Second, Jitter: poller.RandomJitter}
-	opts := service.Options{Store: a.Store, Metrics: a.Metrics, Logger: log, NextCheck: policy.Next, WebhookEvents: cfg.WebhookEvents}
+	opts := service.Options{Store: a.Store, Metrics: a.Metrics, Logger: log, NextCheck: policy.Next, WebhookEvents: cfg.WebhookEvents,
+		RecoverAfter: min(max(2*cfg.PollInterval, time.Second), 30*time.Second)}
 	a.Broker = events.NewBroker(4096, log)
 	opts.Broker = a.Broker
 	if a.Client != nil {
@@ -123,7 +124,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		return nil, err
 	}
 	if a.Client != nil {
-		a.Poller = poller.New(poller.Options{API: a.Client, Service: a.Service, Policy: policy, Log: log})
+		a.Poller = poller.New(poller.Options{API: a.Client, Service: a.Service, Policy: policy, Log: log, Tick: min(cfg.PollInterval, time.Second)})
 	}
 	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log, CheckToken: a.Service.CheckToken}, a.Metrics)
 	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status}, a.Service, wh, a.Metrics, log)

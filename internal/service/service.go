@@ -46,20 +46,24 @@ type Options struct {
 	// webhook mode; "" in polling mode (no webhook is passed).
 	WebhookURL    string
 	WebhookEvents []string
+	// RecoverAfter is how long after a create whose outcome is unknown the
+	// poller looks for it (default 10s).
+	RecoverAfter time.Duration
 }
 
 // Service is safe for concurrent use.
 type Service struct {
-	store      store.Store
-	broker     *events.Broker
-	log        *slog.Logger
-	now        func() time.Time
+	store         store.Store
+	broker        *events.Broker
+	log           *slog.Logger
+	now           func() time.Time
 	maxBatch      int
 	nextCheck     func(training.Model, time.Time, training.Source) *time.Time
 	replicate     Replicate
 	webhookURL    string
 	webhookEvents []string
 	tokenKey      []byte
+	recoverAfter  time.Duration
 
 	mu     sync.RWMutex // guards closed against sends on a closed jobs channel
 	closed bool
@@ -97,6 +101,9 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.RecoverAfter <= 0 {
+		o.RecoverAfter = 10 * time.Second
+	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 128
 	}
@@ -112,7 +119,7 @@ func New(o Options) *Service {
 	s := &Service{
 		store: o.Store, broker: o.Broker, log: o.Logger, now: o.Now,
 		maxBatch: o.MaxBatch, nextCheck: o.NextCheck,
-		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents,
+		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents, recoverAfter: o.RecoverAfter,
 		jobs: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
 		deliveries:  o.Metrics.NewCounter("trainhook_reports_total", "Reports applied, by source and outcome (applied, refreshed, same, stale, conflict, unknown_status, duplicate, held, refused).", "source", "outcome"),
 		transitions: o.Metrics.NewCounter("trainhook_transitions_total", "Status transitions applied, by from, to and source.", "from", "to", "source"),
