@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
 )
 
@@ -82,7 +83,11 @@ func (b *syncBuffer) String() string {
 // serve starts `trainhook serve` and waits until /readyz answers.
 func serve(t *testing.T, env ...string) *proc {
 	t.Helper()
-	addr := freeAddr(t)
+	return serveAt(t, freeAddr(t), env...)
+}
+
+func serveAt(t *testing.T, addr string, env ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(os.Environ(), append([]string{"ADDR=" + addr, "PORT=", "APP_URL=", "NEXT_PUBLIC_APP_URL=", "TRAINHOOK_API_TOKEN=", "REPLICATE_API_TOKEN="}, env...)...)
 	p := &proc{cmd: cmd, url: "http://" + addr, stderr: &bytes.Buffer{}, stdout: &syncBuffer{mu: make(chan struct{}, 1)}}
@@ -269,5 +274,56 @@ func TestBusyPortFailsTheStart(t *testing.T) {
 	code, _, errOut := runCLI(t, []string{"DATABASE_URL=" + filepath.Join(t.TempDir(), "b.db"), "PORT="}, "serve", "--addr", l.Addr().String())
 	if code != 1 || !strings.Contains(errOut, "listen on") {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// The server killed mid-training misses the final webhook (the simulator
+// gives up retrying while it is down); after a restart, reconciliation
+// finds the outcome from the state kept in the database.
+func TestKilledMidTrainingRecoversAfterRestart(t *testing.T) {
+	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_kill", Duration: 3 * time.Second, WebhookRetryWindow: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	simURL, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	env := []string{
+		"ADDR=" + addr, "APP_URL=http://" + addr, "TRAINHOOK_WEBHOOKS=on", "DATABASE_URL=" + filepath.Join(t.TempDir(), "th.db"),
+		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_kill", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().String(),
+		"TRAINHOOK_RECONCILE_AFTER=1s", "TRAINHOOK_POLL_INTERVAL=200ms",
+	}
+	p := serveAt(t, addr, env...)
+	code, body := post(t, p.url+"/api/models", []byte(`{"trainer":"ostris/flux-dev-lora-trainer","destination":"trainhook-sim/kill","input":{"steps":10}}`), nil)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	var m struct{ ID, TrainingID string }
+	_ = json.Unmarshal([]byte(body), &m)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+
+	// Wait until the training is over and Replicate has given up on its webhook.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		tr, _ := sim.Training(m.TrainingID)
+		if tr.CompletedAt != nil && time.Since(*tr.CompletedAt) > 2*time.Second || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p2 := serveAt(t, addr, env...)
+	deadline = time.Now().Add(20 * time.Second)
+	for status(t, p2.url, m.ID) != "Ready" {
+		if time.Now().After(deadline) {
+			t.Fatalf("model %s is %s after restart", m.ID, status(t, p2.url, m.ID))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(sim.Trainings()); n != 1 {
+		t.Fatalf("%d trainings", n)
 	}
 }
