@@ -27,7 +27,7 @@ var testKey, _ = replicate.ParseKey(testSecret)
 // server is a trainhook started in-process on a real SQLite file and a real
 // loopback listener.
 type server struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	app    *app.App
 	stop   context.CancelFunc
@@ -36,7 +36,7 @@ type server struct {
 	token  string
 }
 
-func start(t *testing.T, env map[string]string) *server {
+func start(t testing.TB, env map[string]string) *server {
 	t.Helper()
 	vars := map[string]string{
 		"DATABASE_URL":             filepath.Join(t.TempDir(), "trainhook.db"),
@@ -69,7 +69,7 @@ func start(t *testing.T, env map[string]string) *server {
 
 type testWriter struct {
 	mu sync.Mutex
-	t  *testing.T
+	t  testing.TB
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
@@ -101,7 +101,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)

@@ -21,7 +21,7 @@ type Event struct {
 type Broker struct {
 	mu     sync.Mutex
 	nextID uint64
-	ring   []Event // the last len(ring) events, oldest first once full
+	ring   []kept // the last len(ring) events, oldest first once full
 	start  int
 	subs   map[*Subscription]struct{}
 	log    *slog.Logger
@@ -34,31 +34,55 @@ type Subscription struct {
 	dropped bool
 }
 
+// kept is an event in the ring. Its data is encoded only when someone reads
+// it: with no subscribers, publishing costs no JSON encoding.
+type kept struct {
+	id   uint64
+	typ  string
+	data any
+	raw  json.RawMessage
+}
+
+func (k *kept) event(log *slog.Logger) (Event, bool) {
+	if k.raw == nil {
+		raw, err := json.Marshal(k.data)
+		if err != nil {
+			log.Error("events: cannot encode event", "type", k.typ, "err", err)
+			return Event{}, false
+		}
+		k.raw, k.data = raw, nil
+	}
+	return Event{ID: k.id, Type: k.typ, Data: k.raw}, true
+}
+
 // NewBroker keeps up to keep events for Last-Event-ID resumption.
 func NewBroker(keep int, log *slog.Logger) *Broker {
 	if keep < 1 {
 		keep = 1
 	}
-	return &Broker{nextID: 1, ring: make([]Event, 0, keep), subs: map[*Subscription]struct{}{}, log: log}
+	return &Broker{nextID: 1, ring: make([]kept, 0, keep), subs: map[*Subscription]struct{}{}, log: log}
 }
 
 // Publish sends an event to every subscriber. Call it only after the change
-// it describes has committed.
+// it describes has committed. data must not be modified afterwards.
 func (b *Broker) Publish(typ string, data any) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		b.log.Error("events: cannot encode event", "type", typ, "err", err)
-		return
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ev := Event{ID: b.nextID, Type: typ, Data: raw}
+	k := kept{id: b.nextID, typ: typ, data: data}
 	b.nextID++
+	var ev Event
+	ok := len(b.subs) > 0
+	if ok {
+		ev, ok = k.event(b.log)
+	}
 	if len(b.ring) < cap(b.ring) {
-		b.ring = append(b.ring, ev)
+		b.ring = append(b.ring, k)
 	} else {
-		b.ring[b.start] = ev
+		b.ring[b.start] = k
 		b.start = (b.start + 1) % len(b.ring)
+	}
+	if !ok {
+		return
 	}
 	for s := range b.subs {
 		select {
@@ -83,12 +107,14 @@ func (b *Broker) Subscribe(lastID uint64, buffer int) (s *Subscription, ok bool)
 	if lastID > 0 {
 		n := len(b.ring)
 		for i := 0; i < n; i++ {
-			ev := b.ring[(b.start+i)%n]
-			if ev.ID > lastID {
-				replay = append(replay, ev)
+			k := &b.ring[(b.start+i)%n]
+			if k.id > lastID {
+				if ev, good := k.event(b.log); good {
+					replay = append(replay, ev)
+				}
 			}
 		}
-		if lastID+1 < b.nextID && (n == 0 || b.ring[b.start].ID > lastID+1) {
+		if lastID+1 < b.nextID && (n == 0 || b.ring[b.start].id > lastID+1) {
 			ok = false
 		}
 	}

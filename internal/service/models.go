@@ -149,7 +149,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 		return training.Model{}, false, err
 	}
 	for _, c := range changed {
-		s.broker.Publish("model", c)
+		s.publish(c)
 	}
 	return m, replayed, nil
 }

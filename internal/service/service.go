@@ -265,9 +265,27 @@ func (s *Service) runBatch(batch []*job) {
 	}
 	if err == nil {
 		for _, m := range changed {
-			s.broker.Publish("model", m)
+			s.publish(m)
 		}
 	}
+}
+
+// maxEventLog is how much of the log tail an event carries; the model's
+// page reads the rest.
+const maxEventLog = 2 << 10
+
+// publish announces a committed change. Events are kept for resumption, so
+// they carry the model without its input and with a short log tail.
+func (s *Service) publish(m training.Model) {
+	m.Input, m.IdempotencyKey = nil, ""
+	if len(m.LogTail) > maxEventLog {
+		tail := m.LogTail[len(m.LogTail)-maxEventLog:]
+		for len(tail) > 0 && tail[0]&0xC0 == 0x80 { // not mid-character
+			tail = tail[1:]
+		}
+		m.LogTail = tail
+	}
+	s.broker.Publish("model", m)
 }
 
 // applyJob is Apply for one report inside the batch's transaction. It
@@ -409,7 +427,7 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 			if next.Status.Terminal() && obs.CompletedAt != nil {
 				s.delay.Observe(now.Sub(*obs.CompletedAt), string(obs.Source))
 			}
-			if next.Status.Terminal() {
+			if next.Status.Terminal() && obs.Source != training.SourceWebhook { // the webhook handler logs its own line
 				s.log.Info("model status changed", "model_id", next.ID, "training_id", next.TrainingID,
 					"from", h.From, "to", h.To, "source", obs.Source, "source_ref", obs.SourceRef)
 			}

@@ -148,7 +148,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 	if replayed {
 		return m, true, nil
 	}
-	s.broker.Publish("model", m)
+	s.publish(m)
 	m, err = s.create(ctx, m)
 	return m, false, err
 }
