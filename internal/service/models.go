@@ -98,30 +98,26 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 	if len(req.IdempotencyKey) > MaxIdemKeyLen {
 		return m, false, errorf(Invalid, "Idempotency-Key is longer than %d characters", MaxIdemKeyLen)
 	}
-	var changed []training.Model
-	err = s.store.Write(ctx, func(tx store.Tx) error {
-		changed = changed[:0]
-		replayed = false
+	res, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
 		if req.IdempotencyKey != "" {
 			prev, err := tx.ModelByIdempotencyKey(ctx, req.IdempotencyKey)
 			if err == nil {
 				if prev.TrainingID != req.TrainingID {
-					return errorf(Conflict, "Idempotency-Key %q was already used for training %s; use a new key for a new training", req.IdempotencyKey, prev.TrainingID)
+					return Result{}, nil, errorf(Conflict, "Idempotency-Key %q was already used for training %s; use a new key for a new training", req.IdempotencyKey, prev.TrainingID)
 				}
-				m, replayed = prev, true
-				return nil
+				return Result{Outcome: "replayed", Model: &prev}, nil, nil
 			}
 			if !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("look up idempotency key: %w", err)
+				return Result{}, nil, fmt.Errorf("look up idempotency key: %w", err)
 			}
 		}
 		if prev, err := tx.ModelByTrainingID(ctx, req.TrainingID); err == nil {
-			return errorf(Conflict, "training %s is already tracked by model %s", req.TrainingID, prev.ID)
+			return Result{}, nil, errorf(Conflict, "training %s is already tracked by model %s", req.TrainingID, prev.ID)
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("look up training %s: %w", req.TrainingID, err)
+			return Result{}, nil, fmt.Errorf("look up training %s: %w", req.TrainingID, err)
 		}
 		now := s.now()
-		m = training.Model{
+		m := training.Model{
 			ID: training.NewID(now), Name: req.Name, TrainingID: req.TrainingID, Status: training.Pending,
 			Metadata: md, IdempotencyKey: req.IdempotencyKey, CreatedAt: now, UpdatedAt: now,
 		}
@@ -129,29 +125,25 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 			m.NextCheckAt = s.nextCheck(m, now, training.SourceAPI)
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
-			if errors.Is(err, store.ErrDuplicate) {
-				return errorf(Conflict, "training %s is already tracked by another model", req.TrainingID)
-			}
-			return fmt.Errorf("insert model: %w", err)
+			return Result{}, nil, fmt.Errorf("insert model: %w", err)
 		}
 		if err := tx.AddHistory(ctx, training.HistoryEntry{
 			ModelID: m.ID, To: training.Pending, Decision: training.Move, Source: training.SourceAPI, At: now,
 			Note: "registered through the API",
 		}); err != nil {
-			return fmt.Errorf("add history: %w", err)
+			return Result{}, nil, fmt.Errorf("add history: %w", err)
 		}
-		changed = append(changed, m)
+		changed := []training.Model{m}
 		after, err := s.applyHeld(ctx, tx, &m, now)
-		changed = append(changed, after...)
-		return err
+		return Result{Outcome: "registered", Model: &m}, append(changed, after...), err
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			return training.Model{}, false, errorf(Conflict, "training %s is already tracked by another model", req.TrainingID)
+		}
 		return training.Model{}, false, err
 	}
-	for _, c := range changed {
-		s.publish(c)
-	}
-	return m, replayed, nil
+	return *res.Model, res.Outcome == "replayed", nil
 }
 
 // ModelDetail is a model with its status history.

@@ -32,21 +32,22 @@ func (s *Service) ClaimDue(ctx context.Context, lease time.Duration, limit int) 
 // Reschedule sets when a non-terminal model is next checked, after a check
 // that could not be made (Replicate unreachable, 404, rate limited).
 func (s *Service) Reschedule(ctx context.Context, id string, at time.Time) error {
-	return s.store.Write(ctx, func(tx store.Tx) error {
+	_, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
 		m, err := tx.ModelByID(ctx, id)
 		if err != nil {
-			return fmt.Errorf("reschedule model %s: %w", id, err)
+			return Result{}, nil, fmt.Errorf("reschedule model %s: %w", id, err)
 		}
 		if m.Status.Terminal() {
-			return nil
+			return Result{}, nil, nil
 		}
 		m.NextCheckAt = &at
 		m.CheckAttempts++
 		if err := tx.UpdateModel(ctx, &m); err != nil && !errors.Is(err, store.ErrStale) {
-			return fmt.Errorf("reschedule model %s: %w", id, err)
+			return Result{}, nil, fmt.Errorf("reschedule model %s: %w", id, err)
 		}
-		return nil
+		return Result{}, nil, nil
 	})
+	return err
 }
 
 // maxRecoveryPages bounds how far back a start in doubt is looked for; a

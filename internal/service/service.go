@@ -84,6 +84,10 @@ type Result struct {
 }
 
 type job struct {
+	// fn, when set, is the whole job: a use case's writes, run in the
+	// batch's transaction. It must return a domain error (*Error) only
+	// before it has written anything.
+	fn       func(ctx context.Context, tx store.Tx) (Result, []training.Model, error)
 	ctx      context.Context
 	obs      training.Observation
 	delivery *training.Delivery // nil for poll results
@@ -187,6 +191,12 @@ func (s *Service) RecordRefused(d training.Delivery) bool {
 	}
 }
 
+// write runs fn in a shared transaction (group commit) and returns after
+// the commit, publishing the models fn reports as changed.
+func (s *Service) write(ctx context.Context, fn func(ctx context.Context, tx store.Tx) (Result, []training.Model, error)) (Result, error) {
+	return s.wait(ctx, &job{ctx: ctx, fn: fn, done: make(chan jobResult, 1)})
+}
+
 func (s *Service) wait(ctx context.Context, j *job) (Result, error) {
 	if err := s.submit(j); err != nil {
 		return Result{}, err
@@ -235,6 +245,10 @@ func (s *Service) runBatch(batch []*job) {
 				continue
 			}
 			res, ch, err := s.applyJob(ctx, tx, j)
+			if KindOf(err) != Internal {
+				results[i] = jobResult{err: err} // refused before writing: the others go on
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -255,7 +269,7 @@ func (s *Service) runBatch(batch []*job) {
 	}
 	s.batchSize.Observe(time.Duration(len(batch)) * time.Second)
 	for i, j := range batch {
-		if results[i].err == nil && !j.refused {
+		if results[i].err == nil && !j.refused && j.fn == nil {
 			src := string(j.obs.Source)
 			s.deliveries.Inc(src, results[i].res.Outcome)
 		}
@@ -291,6 +305,9 @@ func (s *Service) publish(m training.Model) {
 // applyJob is Apply for one report inside the batch's transaction. It
 // returns the models it changed, to publish after commit.
 func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []training.Model, error) {
+	if j.fn != nil {
+		return j.fn(ctx, tx)
+	}
 	now := s.now()
 	if j.refused {
 		_, err := tx.AddDelivery(ctx, *j.delivery)

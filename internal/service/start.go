@@ -114,41 +114,39 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 	if err != nil {
 		return training.Model{}, false, err
 	}
-	var m training.Model
-	replayed := false
-	err = s.store.Write(ctx, func(tx store.Tx) error {
+	res, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
 		if req.IdempotencyKey != "" {
 			prev, err := tx.ModelByIdempotencyKey(ctx, req.IdempotencyKey)
 			if err == nil {
-				m, replayed = prev, true
-				return nil
+				return Result{Outcome: "replayed", Model: &prev}, nil, nil
 			} else if !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("look up idempotency key: %w", err)
+				return Result{}, nil, fmt.Errorf("look up idempotency key: %w", err)
 			}
 		}
 		now := s.now()
 		lease := now.Add(startLease)
-		m = training.Model{
+		m := training.Model{
 			ID: training.NewID(now), Name: req.Name, Trainer: req.Trainer, Destination: req.Destination,
 			Input: req.Input, Metadata: md, Status: training.Pending, IdempotencyKey: req.IdempotencyKey,
 			CreatedAt: now, UpdatedAt: now, NextCheckAt: &lease,
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
-			if errors.Is(err, store.ErrDuplicate) {
-				return errorf(Conflict, "Idempotency-Key %q is in use by a request running now; retry shortly", req.IdempotencyKey)
-			}
-			return fmt.Errorf("insert model: %w", err)
+			return Result{}, nil, fmt.Errorf("insert model: %w", err)
 		}
-		return tx.AddHistory(ctx, training.HistoryEntry{ModelID: m.ID, To: training.Pending, Decision: training.Move,
+		err := tx.AddHistory(ctx, training.HistoryEntry{ModelID: m.ID, To: training.Pending, Decision: training.Move,
 			Source: training.SourceAPI, At: now, Note: "start requested: " + req.Trainer + " → " + req.Destination})
+		return Result{Outcome: "inserted", Model: &m}, []training.Model{m}, err
 	})
+	if errors.Is(err, store.ErrDuplicate) {
+		return training.Model{}, false, errorf(Conflict, "Idempotency-Key %q is in use by a request running now; retry shortly", req.IdempotencyKey)
+	}
 	if err != nil {
 		return training.Model{}, false, err
 	}
+	m, replayed := *res.Model, res.Outcome == "replayed"
 	if replayed {
 		return m, true, nil
 	}
-	s.publish(m)
 	m, err = s.create(ctx, m)
 	return m, false, err
 }
