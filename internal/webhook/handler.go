@@ -26,6 +26,11 @@ import (
 // Path is where Replicate posts deliveries.
 const Path = "/api/webhooks/replicate/completed"
 
+// ProbePrefix starts the training id of `trainhook doctor`'s test
+// deliveries. They go through the whole intake, signature included, and are
+// answered {"outcome":"probe"} without being stored.
+const ProbePrefix = "trainhook-doctor-"
+
 // maxAudit caps how much of a refused delivery's body is kept for audit, so a
 // flood of forged requests cannot fill the disk.
 const maxAudit = 64 << 10
@@ -203,6 +208,11 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 		return refuse(http.StatusBadRequest, "malformed", "payload: "+err.Error(), body)
 	}
 	d.TrainingID, d.RemoteStatus, d.Payload = t.ID, t.Status, body
+	if strings.HasPrefix(t.ID, ProbePrefix) {
+		// trainhook doctor's end-to-end check: verified and parsed like any
+		// delivery, then answered without touching a record.
+		return http.StatusOK, answer{Outcome: "probe"}, d
+	}
 	if _, known := training.MapRemote(t.Status); !known {
 		h.Log.Warn("Replicate sent a status trainhook does not know; recorded, not applied", "training_id", t.ID, "status", clip(t.Status, 40))
 	}
