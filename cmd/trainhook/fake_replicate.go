@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -67,6 +68,10 @@ Flags:
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(e.stderr, "fake-replicate: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	if host, _, err := net.SplitHostPort(*addr); err != nil || !fakereplicate.IsLoopbackHost(host) {
+		fmt.Fprintf(e.stderr, "fake-replicate: --addr %q: want a loopback host:port such as 127.0.0.1:9000; the simulator serves this machine only\n", *addr)
 		return 2
 	}
 	if *rateLimit < 0 {

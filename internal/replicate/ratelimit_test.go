@@ -1,0 +1,93 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// fakeTime is a clock that moves only when the bucket sleeps.
+type fakeTime struct {
+	now    time.Time
+	waited []time.Duration
+}
+
+func (f *fakeTime) Now() time.Time { return f.now }
+func (f *fakeTime) Sleep(ctx context.Context, d time.Duration) error {
+	f.waited = append(f.waited, d)
+	f.now = f.now.Add(d)
+	return ctx.Err()
+}
+
+func TestTokenBucketPacing(t *testing.T) {
+	ft := &fakeTime{now: time.Unix(1_700_000_000, 0)}
+	b := newTokenBucket(60, 3, ft.Now, ft.Sleep)
+	ctx := context.Background()
+	for range 5 {
+		if err := b.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A burst of 3 goes at once; then one a second.
+	want := []time.Duration{time.Second, time.Second}
+	if len(ft.waited) != len(want) || ft.waited[0] != want[0] || ft.waited[1] != want[1] {
+		t.Errorf("waits %v, want %v", ft.waited, want)
+	}
+	// Idle time refills the burst, but no further.
+	ft.now = ft.now.Add(time.Hour)
+	ft.waited = nil
+	for range 4 {
+		_ = b.Wait(ctx)
+	}
+	if len(ft.waited) != 1 || ft.waited[0] != time.Second {
+		t.Errorf("after an idle hour: waits %v, want one of 1s", ft.waited)
+	}
+}
+
+// In any 60 s window the bucket lets through at most perMinute+burst-1.
+func TestTokenBucketWindow(t *testing.T) {
+	for _, c := range []struct{ perMinute, burst int }{{60, 1}, {600, 10}, {1000, 1}} {
+		ft := &fakeTime{now: time.Unix(1_700_000_000, 0)}
+		b := newTokenBucket(c.perMinute, c.burst, ft.Now, ft.Sleep)
+		var times []time.Time
+		for range 3 * c.perMinute {
+			if err := b.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			times = append(times, ft.now)
+		}
+		most, lo := 0, 0
+		for hi, at := range times {
+			for !times[lo].After(at.Add(-time.Minute)) {
+				lo++
+			}
+			most = max(most, hi-lo+1)
+		}
+		if limit := c.perMinute + c.burst - 1; most > limit || most < c.perMinute {
+			t.Errorf("%d/min burst %d: %d requests in a 60 s window, want %d..%d", c.perMinute, c.burst, most, c.perMinute, limit)
+		}
+	}
+}
+
+func TestTokenBucketCanceled(t *testing.T) {
+	ft := &fakeTime{now: time.Unix(1_700_000_000, 0)}
+	b := newTokenBucket(1, 1, ft.Now, ft.Sleep)
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := b.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := b.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with a canceled context: %v", err)
+	}
+	// The real sleep gives up when the context ends.
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := NewTokenBucket(1, 1).Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sleepContext(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("sleepContext: %v", err)
+	}
+}
