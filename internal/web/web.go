@@ -1,11 +1,15 @@
 // Package web is trainhook's dashboard: server-rendered pages of models,
-// deliveries and configuration, live through Server-Sent Events.
+// deliveries and configuration, live through Server-Sent Events. Pages are
+// html/template with embedded assets and work under a strict CSP (no inline
+// script or style); the small script in static/ only listens to
+// /api/events and swaps in fragments the server renders.
 package web
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/service"
@@ -29,10 +33,71 @@ type Deps struct {
 	Log      *slog.Logger
 }
 
-// Register adds the dashboard's routes to mux.
+// csp is the policy of every HTML page: scripts, styles and fetches from
+// this origin only, nothing inline.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// server holds the dashboard's state; its fields are fixed after Register
+// except those with their own locks.
+type server struct {
+	d        Deps
+	log      *slog.Logger
+	now      func() time.Time
+	pages    *pages
+	sessions *sessions
+	origins  *http.CrossOriginProtection
+	assets   *assets
+	streams  *streams
+}
+
+// Register adds the dashboard's routes to mux. Every route is listed here.
 func Register(mux *http.ServeMux, d Deps) {
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("trainhook is running. The API is under /api/ (see the README).\n"))
-	})
+	s := newServer(d)
+
+	// Pages. page requires a session (and the token when one is set);
+	// form also checks the origin and the form's CSRF token.
+	mux.Handle("GET /{$}", s.page(s.modelsPage))
+	mux.Handle("GET /models/new", s.page(s.startPage))
+	mux.Handle("POST /models/new", s.form(s.startSubmit))
+	mux.Handle("GET /models/{id}", s.page(s.modelPage))
+	mux.Handle("POST /models/{id}/cancel", s.form(s.cancelSubmit))
+	mux.Handle("GET /deliveries", s.page(s.deliveriesPage))
+	mux.Handle("GET /deliveries/{id}", s.page(s.deliveryPage))
+	mux.Handle("POST /deliveries/{id}/replay", s.form(s.replaySubmit))
+
+	// Signing in and out.
+	mux.Handle("GET /login", s.guest(s.loginPage))
+	mux.Handle("POST /login", s.guestForm(s.loginSubmit))
+	mux.Handle("POST /logout", s.form(s.logoutSubmit))
+
+	// Assets, public: they hold nothing secret.
+	mux.HandleFunc("GET /static/{file}", s.assets.serve)
+
+	// JSON and the event stream, for the pages' script and for API clients:
+	// a Bearer token or the session cookie.
+	mux.Handle("GET /api/events", s.api(s.events))
+	mux.Handle("GET /api/deliveries", s.api(s.apiDeliveries))
+	mux.Handle("GET /api/deliveries/{id}", s.api(s.apiDelivery))
+	mux.Handle("POST /api/deliveries/{id}/replay", s.api(s.apiReplay))
+
+	// Anything else outside /api/ is a dashboard page that does not exist.
+	mux.Handle("/", s.page(s.notFoundPage))
+}
+
+func newServer(d Deps) *server {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &server{
+		d:        d,
+		log:      d.Log,
+		now:      time.Now,
+		sessions: newSessions(d.APIToken, d.Secure),
+		origins:  http.NewCrossOriginProtection(),
+		assets:   loadAssets(),
+		streams:  newStreams(),
+	}
+	s.pages = parsePages(s.assets)
+	return s
 }
