@@ -35,7 +35,7 @@ type Options struct {
 	Now     func() time.Time
 	// Tick is how often due models are looked for (default 1s).
 	Tick time.Duration
-	// Batch caps the models claimed per tick (default 100).
+	// Batch caps the models claimed per tick (default 500).
 	Batch int
 	// Workers is how many checks run at once (default 4); the client's
 	// shared rate limiter paces them all.
@@ -46,7 +46,8 @@ type Options struct {
 	// ListThreshold: with at least this many due trainings, one list page
 	// (100 trainings per call) is read before per-training GETs (default 3).
 	ListThreshold int
-	// MaxListPages bounds the pages read per tick (default 3).
+	// MaxListPages bounds the pages read per tick (default: enough pages
+	// for every due training, plus two, at most 20).
 	MaxListPages int
 }
 
@@ -64,7 +65,7 @@ func New(o Options) *Poller {
 		o.Tick = time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 100
+		o.Batch = 500
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
@@ -74,9 +75,6 @@ func New(o Options) *Poller {
 	}
 	if o.ListThreshold <= 0 {
 		o.ListThreshold = 3
-	}
-	if o.MaxListPages <= 0 {
-		o.MaxListPages = 3
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -169,7 +167,11 @@ func (p *Poller) list(ctx context.Context, due []training.Model) map[string]repl
 	}
 	found := map[string]replicate.Training{}
 	page := ""
-	for i := 0; i < p.o.MaxListPages && len(found) < len(want); i++ {
+	maxPages := p.o.MaxListPages
+	if maxPages <= 0 {
+		maxPages = min(len(due)/100+2, 20)
+	}
+	for i := 0; i < maxPages && len(found) < len(want); i++ {
 		pg, err := p.o.API.ListTrainings(ctx, page)
 		if err != nil {
 			p.o.Log.Warn("poller: list trainings failed; checking one by one", "err", err)

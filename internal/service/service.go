@@ -64,6 +64,7 @@ type Service struct {
 	webhookEvents []string
 	tokenKey      []byte
 	recoverAfter  time.Duration
+	destinations  sync.Map // destinations known to exist
 
 	mu     sync.RWMutex // guards closed against sends on a closed jobs channel
 	closed bool

@@ -200,9 +200,13 @@ func (s *Service) resolveTrainer(ctx context.Context, trainer string) (string, e
 // ensureDestination creates the destination as a private model when
 // Replicate says it is missing, and reuses it when it exists (409).
 func (s *Service) ensureDestination(ctx context.Context, dest string) error {
+	if _, ok := s.destinations.Load(dest); ok {
+		return nil // models are not deleted under a running service; spare the API call
+	}
 	owner, name, _ := strings.Cut(dest, "/")
 	_, err := s.replicate.GetModel(ctx, owner, name)
 	if err == nil {
+		s.destinations.Store(dest, true)
 		return nil
 	}
 	if !replicate.IsNotFound(err) {
@@ -215,7 +219,8 @@ func (s *Service) ensureDestination(ctx context.Context, dest string) error {
 	if err != nil && !replicate.IsConflict(err) {
 		return fmt.Errorf("create destination model %s: %w", dest, err)
 	}
-	s.log.Info("destination model created", "destination", dest)
+	s.log.Info("destination model ready", "destination", dest, "created", err == nil)
+	s.destinations.Store(dest, true)
 	return nil
 }
 
