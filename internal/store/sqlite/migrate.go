@@ -1,0 +1,133 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+)
+
+// Migrations are plain SQL files named NNNN_what.sql, numbered from 1 without
+// gaps. A released file is never edited: a change is a new file.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations parses the embedded files once; a malformed set is a bug in
+// this binary, caught by TestMigrationFiles.
+var migrations, migrationsErr = loadMigrations(migrationFiles)
+
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, path := range names { // fs.Glob returns names sorted
+		name := strings.TrimPrefix(path, "migrations/")
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || len(num) != 4 {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
+		}
+		if v != len(ms)+1 {
+			return nil, fmt.Errorf("migration %s: want version %d (numbers start at 1, without gaps)", name, len(ms)+1)
+		}
+		b, err := fs.ReadFile(fsys, path)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	return ms, nil
+}
+
+// migrate applies the migrations the file lacks, each in its own transaction
+// with its row in schema_migrations, so a crash leaves either all of one
+// migration or none of it. Two processes opening the same file at once are
+// safe: BEGIN IMMEDIATE serialises them, and each re-checks inside.
+func (s *Store) migrate(ctx context.Context) error {
+	if migrationsErr != nil {
+		return migrationsErr
+	}
+	if _, err := s.wc.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		applied_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	applied, err := appliedVersion(ctx, s.wc)
+	if err != nil {
+		return err
+	}
+	if err := checkNotNewer(applied); err != nil {
+		return err
+	}
+	for _, m := range migrations[applied:] {
+		if err := s.apply(ctx, m); err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) apply(ctx context.Context, m migration) (err error) {
+	if _, err := s.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			s.wc.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	var done int
+	if err := s.wc.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&done); err != nil {
+		return err
+	}
+	if done == 0 { // else another process applied it meanwhile
+		if _, err := s.wc.ExecContext(ctx, m.sql); err != nil {
+			return err
+		}
+		if _, err := s.wc.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", m.version); err != nil {
+			return err
+		}
+	}
+	_, err = s.wc.ExecContext(ctx, "COMMIT")
+	return err
+}
+
+func appliedVersion(ctx context.Context, db interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int, error) {
+	var v int
+	if err := db.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+func checkNotNewer(applied int) error {
+	if applied > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this trainhook knows (%d): it was migrated by a newer release; run that release or restore a backup", applied, len(migrations))
+	}
+	return nil
+}
+
+// Migrated reports the schema version the file has and the newest this
+// binary knows.
+func (s *Store) Migrated(ctx context.Context) (applied, latest int, err error) {
+	applied, err = appliedVersion(ctx, s.r)
+	if err != nil {
+		return 0, 0, err
+	}
+	return applied, len(migrations), nil
+}

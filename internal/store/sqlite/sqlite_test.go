@@ -1,0 +1,455 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/store"
+	"github.com/trainhook/trainhook/internal/store/storetest"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+// querier is what *sql.DB and *sql.Conn share.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func openTemp(t testing.TB, opts ...Option) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "trainhook.db")
+	s, err := Open(t.Context(), path, opts...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s, path
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := openTemp(t)
+		return s
+	})
+}
+
+func TestMigrationFiles(t *testing.T) {
+	if migrationsErr != nil {
+		t.Fatal(migrationsErr)
+	}
+	if len(migrations) == 0 || migrations[0].name != "0001_init.sql" {
+		t.Fatalf("embedded migrations = %v", migrations)
+	}
+	for _, tc := range []struct {
+		name  string
+		files []string
+	}{
+		{"gap", []string{"0001_a.sql", "0003_c.sql"}},
+		{"not from 1", []string{"0002_b.sql"}},
+		{"bad name", []string{"1_a.sql"}},
+		{"no description", []string{"0001.sql"}},
+	} {
+		fsys := fstest.MapFS{}
+		for _, f := range tc.files {
+			fsys["migrations/"+f] = &fstest.MapFile{Data: []byte("SELECT 1;")}
+		}
+		if _, err := loadMigrations(fsys); err == nil {
+			t.Errorf("%s: loadMigrations accepted %v", tc.name, tc.files)
+		}
+	}
+}
+
+func TestReopenIsNoOpAndKeepsData(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "trainhook.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := training.Model{ID: training.NewID(time.Now()), Name: "kept", Status: training.Pending, CreatedAt: time.Now()}
+	if err := s.Write(ctx, func(tx store.Tx) error { return tx.InsertModel(ctx, &m) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		s, err = Open(ctx, path)
+		if err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		applied, latest, err := s.Migrated(ctx)
+		if err != nil || applied != latest || latest != len(migrations) {
+			t.Errorf("Migrated = %d, %d, %v", applied, latest, err)
+		}
+		var rows int
+		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&rows); err != nil || rows != latest {
+			t.Errorf("schema_migrations has %d rows (%v), want %d: a migration ran twice", rows, err, latest)
+		}
+		if got, err := s.GetModel(ctx, m.ID); err != nil || got.Name != "kept" {
+			t.Errorf("after reopening: %+v, %v", got, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t)
+	newer := len(migrations) + 1
+	if _, err := s.wc.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", newer); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, path)
+	if err == nil {
+		t.Fatal("Open accepted a database migrated by a newer binary")
+	}
+	for _, want := range []string{path, "newer", "version"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestOpenErrorsNameTheFile(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	notDB := filepath.Join(dir, "not-a-database.db")
+	if err := os.WriteFile(notDB, []byte(strings.Repeat("this is not SQLite\n", 500)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"missing directory", filepath.Join(dir, "no", "such", "dir", "x.db"), "no such file or directory"},
+		{"parent is a file", filepath.Join(aFile, "x.db"), "not a directory"},
+		{"not a database", notDB, "not a database"},
+		{"empty path", "", "file path is required"},
+	} {
+		s, err := Open(ctx, tc.path)
+		if err == nil {
+			s.Close()
+			t.Errorf("%s: Open(%q) succeeded", tc.name, tc.path)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "open SQLite database at ") || !strings.Contains(msg, tc.path) || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: error %q; want it to start with \"open SQLite database at\", name the path and say %q", tc.name, msg, tc.want)
+		}
+	}
+}
+
+func TestPathWithURICharacters(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "we?ird#dir%20x")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "db?mode=ro&x=1.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the database is not at the path given: %v", err)
+	}
+}
+
+// The durability settings are what Open promises, on every connection.
+func TestPragmas(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t, WithBusyTimeout(1234*time.Millisecond))
+	pragma := func(db querier, name string) string {
+		t.Helper()
+		var v string
+		if err := db.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v); err != nil {
+			t.Fatalf("PRAGMA %s: %v", name, err)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		db         querier
+		conn, name string
+		want       string
+	}{
+		{s.wc, "write", "journal_mode", "wal"},
+		{s.wc, "write", "synchronous", "2"}, // FULL
+		{s.wc, "write", "foreign_keys", "1"},
+		{s.wc, "write", "busy_timeout", "1234"},
+		{s.wc, "write", "journal_size_limit", "67108864"},
+		{s.wc, "write", "wal_autocheckpoint", "4096"},
+		{s.r, "read", "journal_mode", "wal"},
+		{s.r, "read", "query_only", "1"},
+		{s.r, "read", "busy_timeout", "1234"},
+	} {
+		if got := pragma(tc.db, tc.name); got != tc.want {
+			t.Errorf("%s connection: PRAGMA %s = %s, want %s", tc.conn, tc.name, got, tc.want)
+		}
+	}
+	if _, err := s.r.ExecContext(ctx, "DELETE FROM settings"); err == nil {
+		t.Error("a read connection accepted a write")
+	}
+	// Every Write begins with BEGIN IMMEDIATE, so it holds the write lock
+	// from the start: another connection cannot begin a write meanwhile.
+	if err := s.Write(ctx, func(store.Tx) error {
+		other, err := sql.Open("sqlite3", "file:"+s.path+"?_busy_timeout=0&_txlock=immediate")
+		if err != nil {
+			return err
+		}
+		defer other.Close()
+		if _, err := other.ExecContext(ctx, "BEGIN IMMEDIATE"); err == nil {
+			t.Error("another connection took the write lock during an empty Write")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two processes starting at once on a new file both end up migrated.
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trainhook.db")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(t.Context(), path)
+			if err == nil {
+				err = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// The queries that must stay fast on a large table use an index. This checks
+// the plans, which do not depend on the machine; BenchmarkListModels100k
+// measures the time.
+func TestQueryPlans(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t)
+	plan := func(db querier, q string, args ...any) string {
+		t.Helper()
+		rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatalf("EXPLAIN %s: %v", q, err)
+		}
+		defer rows.Close()
+		var lines []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, detail)
+		}
+		return strings.Join(lines, "; ")
+	}
+	for _, tc := range []struct {
+		name string
+		db   querier
+		q    string
+		args []any
+		want string // in the plan
+	}{
+		{"model by training id", s.wc, writeSQL[stmtModelByTrainingID], []any{"t"}, "INDEX models_training_id"},
+		{"model by key", s.wc, writeSQL[stmtModelByIdempotencyKey], []any{"k"}, "INDEX models_idempotency_key"},
+		{"due", s.wc, writeSQL[stmtSelectDue], []any{1, 10}, "INDEX models_due"},
+		{"take held", s.wc, writeSQL[stmtTakeHeld], []any{"t"}, "INDEX held_training"},
+		{"history", s.r, readSQL[readHistory], []any{"m"}, "INDEX history_model"},
+		{"list all", s.r, "SELECT id FROM models ORDER BY id DESC LIMIT 50", nil, "INDEX sqlite_autoindex_models_1"},
+		{"list by status", s.r, "SELECT " + modelColumns + " FROM models WHERE status = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"Ready", "z", 50}, "INDEX models_status_id"},
+		{"count", s.r, readSQL[readCountModels], nil, "INDEX models_status_id"},
+		{"refused deliveries", s.r, "SELECT id FROM deliveries WHERE verified = 0 AND id < ? ORDER BY id DESC LIMIT 50", []any{9}, "INDEX deliveries_refused"},
+		{"deliveries by outcome", s.r, "SELECT id FROM deliveries WHERE outcome = ? ORDER BY id DESC LIMIT 50", []any{"x"}, "INDEX deliveries_outcome"},
+		{"deliveries by model", s.r, "SELECT id FROM deliveries WHERE model_id = ? ORDER BY id DESC LIMIT 50", []any{"m"}, "INDEX deliveries_model"},
+	} {
+		p := plan(tc.db, tc.q, tc.args...)
+		if !strings.Contains(p, tc.want) || strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("%s: plan %q; want %q and no sort", tc.name, p, tc.want)
+		}
+	}
+}
+
+// A large table, as after a year of use: listing stays fast whatever the filter.
+func TestListModels100k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 100,000 models")
+	}
+	ctx := t.Context()
+	s, _ := openTemp(t)
+	ids := fillModels(t, s, 100_000)
+	for _, f := range []store.ModelFilter{
+		{Limit: 50},
+		{Limit: 50, Before: ids[50_000]},
+		{Limit: 50, Status: training.Failed},
+		{Limit: 50, Status: training.Failed, Before: ids[50_000]},
+		{Limit: 50, Query: "model 4242"},
+		{Limit: 50, Query: "no such name"}, // the worst case: reads every row
+	} {
+		start := time.Now()
+		got, err := s.ListModels(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		t.Logf("%+v: %d models in %v", f, len(got), took)
+		// Generous, for slow CI machines under -race; typical figures are in
+		// BenchmarkListModels100k.
+		if took > 5*time.Second {
+			t.Errorf("%+v took %v", f, took)
+		}
+	}
+	counts, err := s.CountModels(ctx)
+	if err != nil || counts[training.Failed] != 100_000/len(training.Statuses) {
+		t.Errorf("CountModels = %v, %v", counts, err)
+	}
+}
+
+// fillModels inserts n models in batches, returning their ids oldest first.
+func fillModels(t testing.TB, s *Store, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	ids := make([]string, n)
+	for lo := 0; lo < n; lo += 5000 {
+		err := s.Write(ctx, func(tx store.Tx) error {
+			for i := lo; i < min(lo+5000, n); i++ {
+				now := start.Add(time.Duration(i) * time.Second)
+				m := training.Model{
+					ID:         training.NewID(now),
+					Name:       "model " + strconv.Itoa(i),
+					TrainingID: "tr-" + strconv.Itoa(i),
+					Status:     training.Statuses[i%len(training.Statuses)],
+					Input:      []byte(`{"steps":1000}`),
+					CreatedAt:  now,
+					UpdatedAt:  now,
+				}
+				if !m.Status.Terminal() {
+					next := now.Add(time.Minute)
+					m.NextCheckAt = &next
+				}
+				if err := tx.InsertModel(ctx, &m); err != nil {
+					return err
+				}
+				ids[i] = m.ID
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// The checkpointer keeps the WAL short while writes go on, so reads stay
+// fast and the file does not grow without bound.
+func TestCheckpointerBoundsWAL(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t)
+	payload := webhookBody()
+	for i := range 300 {
+		err := s.Write(ctx, func(tx store.Tx) error {
+			for j := range 32 {
+				if _, err := tx.AddDelivery(ctx, training.Delivery{WebhookID: strconv.Itoa(i*32 + j), Verified: true, Payload: payload}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 300 commits of ~40 pages each: 48 MB of WAL without checkpoints.
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 24<<20 {
+		t.Errorf("WAL is %d MB after 300 commits: the checkpointer does not keep up", fi.Size()>>20)
+	}
+	if n := s.ckRounds.Load(); n == 0 {
+		t.Error("no checkpoint ran")
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// When SQLite rolls a whole transaction back by itself (here: the file may
+// not grow, SQLITE_FULL), fn may carry on, but nothing it does afterwards
+// may commit on its own, and Write fails.
+func TestTransactionLostToSQLite(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t)
+	var pages int
+	if err := s.wc.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wc.ExecContext(ctx, "PRAGMA max_page_count = "+strconv.Itoa(pages+20)); err != nil {
+		t.Fatal(err)
+	}
+	before := training.Model{ID: training.NewID(time.Now()), Name: "before", Status: training.Pending}
+	after := training.Model{ID: training.NewID(time.Now().Add(time.Second)), Name: "after", Status: training.Pending}
+	var full error
+	err := s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.InsertModel(ctx, &before); err != nil {
+			return err
+		}
+		for i := 0; full == nil && i < 1000; i++ {
+			_, full = tx.AddDelivery(ctx, training.Delivery{WebhookID: strconv.Itoa(i), Payload: make([]byte, 8000)})
+		}
+		_ = tx.InsertModel(ctx, &after) // a careless fn ignores errors
+		return nil
+	})
+	if full == nil {
+		t.Fatal("the file never filled up")
+	}
+	t.Logf("fill error: %v; Write: %v", full, err)
+	_, errBefore := s.GetModel(ctx, before.ID)
+	_, errAfter := s.GetModel(ctx, after.ID)
+	if (errBefore == nil) != (errAfter == nil) {
+		t.Errorf("half a transaction committed: model before the error: %v; after: %v", errBefore, errAfter)
+	}
+	if errBefore != nil && err == nil {
+		t.Error("Write returned nil but did not commit")
+	}
+	// The store recovers once there is room.
+	if _, err := s.wc.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, func(tx store.Tx) error {
+		m := training.Model{ID: training.NewID(time.Now().Add(2 * time.Second)), Name: "later", Status: training.Pending}
+		return tx.InsertModel(ctx, &m)
+	}); err != nil {
+		t.Errorf("Write after the disk-full error: %v", err)
+	}
+}
