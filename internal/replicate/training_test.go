@@ -48,12 +48,16 @@ func TestParseTrainingRefuses(t *testing.T) {
 		"status wrong":    `{"id":"a","status":["succeeded"]}`,
 		"logs wrong type": `{"id":"a","status":"succeeded","logs":{}}`,
 		"trailing data":   `{"id":"a","status":"succeeded"} {}`,
+		"logs wrong (v2)":  `{"id":"a","status":"succeeded","input":{"x":}}`,
 		"time wrong":      `{"id":"a","status":"succeeded","completed_at":"yesterday"}`,
 		"id too long":     `{"id":"` + strings.Repeat("a", 200) + `","status":"succeeded"}`,
 	}
 	for name, body := range cases {
 		if _, err := ParseTraining([]byte(body)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+		if _, err := ParseReport([]byte(body)); err == nil {
+			t.Errorf("%s: ParseReport accepted", name)
 		}
 	}
 }
@@ -72,12 +76,43 @@ func FuzzParseTraining(f *testing.F) {
 	f.Add([]byte(`{"id":"a","status":"x","output":[1,2],"error":{"a":1}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tr, err := ParseTraining(body)
+		rep, rerr := ParseReport(body)
+		// ParseReport checks only the fields it keeps, so it accepts
+		// everything ParseTraining does, and reads them the same.
+		if err == nil && rerr != nil {
+			t.Fatalf("ParseTraining accepted but ParseReport %v", rerr)
+		}
 		if err != nil {
 			return
+		}
+		if rep.ID != tr.ID || rep.Status != tr.Status || rep.Logs != tr.Logs || string(rep.Output) != string(tr.Output) || rep.ErrorText() != tr.ErrorText() {
+			t.Fatalf("ParseReport differs: %+v vs %+v", rep, tr)
 		}
 		if strings.TrimSpace(tr.ID) == "" || strings.TrimSpace(tr.Status) == "" {
 			t.Fatal("accepted without id or status")
 		}
 		_ = tr.Observation("webhook", "x", time.Time{})
 	})
+}
+
+func BenchmarkParseTraining(b *testing.B) {
+	body := []byte(strings.Replace(succeededPayload, `"logs": "Loading\n`, `"logs": "Loading\n`+strings.Repeat(` 40%|####      | 400/1000 [00:12<00:18, 33.1it/s]\n`, 60), 1))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseTraining(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseReport(b *testing.B) {
+	body := []byte(strings.Replace(succeededPayload, `"logs": "Loading\n`, `"logs": "Loading\n`+strings.Repeat(" 40%|####      | 400/1000 [00:12<00:18, 33.1it/s]\\n", 60), 1))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseReport(body); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

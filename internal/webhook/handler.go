@@ -175,7 +175,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 	if r.ContentLength > h.MaxBody {
 		return refuse(http.StatusRequestEntityTooLarge, "too_large", tooLarge(h.MaxBody), nil)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.MaxBody))
+	body, err := readBody(r, h.MaxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -203,7 +203,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 			}
 		}
 	}
-	t, err := replicate.ParseTraining(body)
+	t, err := replicate.ParseReport(body)
 	if err != nil {
 		return refuse(http.StatusBadRequest, "malformed", "payload: "+err.Error(), body)
 	}
@@ -231,6 +231,20 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 		a.ModelID, a.Status = res.Model.ID, string(res.Model.Status)
 	}
 	return http.StatusOK, a, d
+}
+
+// readBody reads the raw body once. With a Content-Length (checked against
+// the limit already) it reads into a buffer of that size; otherwise
+// (chunked) it reads up to the limit.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 }
 
 func tooLarge(limit int64) string {
