@@ -35,7 +35,7 @@ type Options struct {
 	Now     func() time.Time
 	// Tick is how often due models are looked for (default 1s).
 	Tick time.Duration
-	// Batch caps the models claimed per tick (default 500).
+	// Batch caps the models claimed per tick (default 1000).
 	Batch int
 	// Workers is how many checks run at once (default 4); the client's
 	// shared rate limiter paces them all.
@@ -46,8 +46,8 @@ type Options struct {
 	// ListThreshold: with at least this many due trainings, one list page
 	// (100 trainings per call) is read before per-training GETs (default 3).
 	ListThreshold int
-	// MaxListPages bounds the pages read per tick (default: enough pages
-	// for every due training, plus two, at most 20).
+	// MaxListPages bounds the pages read per tick (default: twice the
+	// pages the due trainings would fill, plus three, at most 50).
 	MaxListPages int
 }
 
@@ -65,7 +65,7 @@ func New(o Options) *Poller {
 		o.Tick = time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 500
+		o.Batch = 1000
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
@@ -169,7 +169,9 @@ func (p *Poller) list(ctx context.Context, due []training.Model) map[string]repl
 	page := ""
 	maxPages := p.o.MaxListPages
 	if maxPages <= 0 {
-		maxPages = min(len(due)/100+2, 20)
+		// Due trainings are spread through the list among others, so allow
+		// twice the pages they would fill, and a little more.
+		maxPages = min(2*(len(due)/100)+3, 50)
 	}
 	for i := 0; i < maxPages && len(found) < len(want); i++ {
 		pg, err := p.o.API.ListTrainings(ctx, page)

@@ -20,8 +20,9 @@ type Limiter interface {
 // so concurrent callers queue in order; a waiter whose context ends keeps
 // its reservation (the budget errs on the side of sending less).
 //
-// In any 60 s window it lets through at most perMinute+burst-1 requests; a
-// burst of 1 keeps strictly to perMinute.
+// It spaces requests 1% wider than a minute/perMinute, so in any 60 s window
+// it lets through fewer than perMinute+burst-1 requests; a burst of 1 keeps
+// strictly under perMinute even with jitter in transit.
 type TokenBucket struct {
 	interval  time.Duration
 	tolerance time.Duration
@@ -45,7 +46,11 @@ func newTokenBucket(perMinute, burst int, now func() time.Time, sleep func(conte
 	if burst < 1 {
 		burst = 1
 	}
+	// 1% of headroom: requests reach the server with jitter, and an even
+	// spacing of exactly a minute/perMinute can put perMinute+1 of them
+	// into one 60 s window at the server's end.
 	interval := time.Minute / time.Duration(perMinute)
+	interval += interval / 100
 	return &TokenBucket{
 		interval:  interval,
 		tolerance: time.Duration(burst-1) * interval,
