@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trainhook/trainhook/internal/events"
@@ -65,6 +66,7 @@ type Service struct {
 	tokenKey      []byte
 	recoverAfter  time.Duration
 	destinations  sync.Map // destinations known to exist
+	completed     atomic.Int64
 
 	mu     sync.RWMutex // guards closed against sends on a closed jobs channel
 	closed bool
@@ -134,6 +136,9 @@ func New(o Options) *Service {
 	go s.writer()
 	return s
 }
+
+// Completed counts the models this process moved to a final status.
+func (s *Service) Completed() int64 { return s.completed.Load() }
 
 // Close stops accepting reports, finishes those queued and returns when the
 // writer has stopped. Stop the HTTP server and the poller first.
@@ -442,6 +447,9 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 		}
 		if dec == training.Move {
 			s.transitions.Inc(string(h.From), string(h.To), string(obs.Source))
+			if next.Status.Terminal() {
+				s.completed.Add(1)
+			}
 			if next.Status.Terminal() && obs.CompletedAt != nil {
 				s.delay.Observe(now.Sub(*obs.CompletedAt), string(obs.Source))
 			}
