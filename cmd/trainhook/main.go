@@ -31,6 +31,12 @@ var commands = map[string]command{
 	"serve":          {"run the webhook receiver, API and poller", runServe},
 	"version":        {"print the version", runVersion},
 	"fake-replicate": {"run a local simulator of Replicate's API", runFakeReplicate},
+	"train":          {"start a training on Replicate and track it (--wait follows it)", runTrain},
+	"models":         {"list model records, or show one with its history (models show ID)", runModels},
+	"watch":          {"follow a model until its training ends", runWatch},
+	"cancel":         {"cancel a model's training on Replicate", runCancel},
+	"webhook":        {"send a signed test webhook, as Replicate does (webhook send)", runWebhook},
+	"doctor":         {"check the configuration end to end and say how to fix it", runDoctor},
 }
 
 func main() {

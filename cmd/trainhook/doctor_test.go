@@ -1,0 +1,230 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trainhook/trainhook/internal/replicate"
+)
+
+// doctor runs `trainhook doctor` with the server's configuration changed by
+// kv (later values win), and returns its exit code and output.
+func (s *stack) doctor(t *testing.T, kv ...string) (int, string) {
+	t.Helper()
+	env := cleanEnv(append(append([]string{}, s.serverEnv...), kv...)...)
+	code, out, errOut := runCLI(t, env, "doctor", "--timeout", "3s")
+	if errOut != "" {
+		t.Errorf("doctor wrote to stderr: %s", errOut)
+	}
+	return code, out
+}
+
+// checkBlock returns the check whose line starts with mark+" "+title, with
+// its indented detail and fix lines.
+func checkBlock(t *testing.T, out, mark, title string) string {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, mark+" "+title+":") {
+			block := []string{l}
+			for _, more := range lines[i+1:] {
+				if !strings.HasPrefix(more, "    ") {
+					break
+				}
+				block = append(block, more)
+			}
+			return strings.Join(block, "\n")
+		}
+	}
+	t.Errorf("no line %q in:\n%s", mark+" "+title, out)
+	return ""
+}
+
+func expectCheck(t *testing.T, out, mark, title string, wants ...string) {
+	t.Helper()
+	mustContain(t, mark+" "+title, checkBlock(t, out, mark, title), wants...)
+}
+
+// The server's own configuration, with webhook mode forced on a loopback
+// APP_URL: everything works end to end, and doctor still says that
+// Replicate could not reach this address.
+func testDoctorHealthy(t *testing.T, s *stack) {
+	code, out := s.doctor(t)
+	if code != 1 {
+		t.Fatalf("exit %d: http and loopback must fail\n%s", code, out)
+	}
+	expectCheck(t, out, "✔", titleConfig, "the environment is a valid configuration")
+	expectCheck(t, out, "✘", titleHTTPS, "is "+s.srv.url+", not https", "fix: serve trainhook over https")
+	expectCheck(t, out, "✘", titlePublic, "127.0.0.1 is a local address: Replicate cannot reach it", "TRAINHOOK_WEBHOOKS=on forces webhook mode", "fix: ")
+	expectCheck(t, out, "✔", titleWebhookURL, s.srv.url+"/api/webhooks/replicate/completed")
+	expectCheck(t, out, "✔", titleToken, "valid for account trainhook-sim", s.simURL)
+	expectCheck(t, out, "✔", titleKey, "1 key, fingerprint")
+	expectCheck(t, out, "✔", titleAccountKey, "includes the account's key")
+	expectCheck(t, out, "✔", titleReachable, "trainhook's webhook endpoint answered")
+	expectCheck(t, out, "✔", titleRedirect, "is answered 200 directly")
+	expectCheck(t, out, "✔", titleDelivery, `answered {"outcome":"probe"}`, "nothing was stored")
+	expectCheck(t, out, "✔", titleLarge, "a 5.0 MiB delivery was accepted")
+	expectCheck(t, out, "✔", titleDatabase, s.db, "schema version 1 (up to date)")
+	expectCheck(t, out, "✔", titleMode, "webhook mode: APP_URL is "+s.srv.url)
+	mustContain(t, "summary", out, "11 passed, 2 failed, 0 skipped")
+	// The probes were answered without being stored.
+	for _, tr := range s.sim.Trainings() {
+		if strings.HasPrefix(tr.ID, "trainhook-doctor-") {
+			t.Fatal("a probe reached the simulator")
+		}
+	}
+}
+
+func testDoctorJSON(t *testing.T, s *stack) {
+	env := cleanEnv(append(append([]string{}, s.serverEnv...), "APP_URL=http://"+freeAddr(t))...)
+	code, out, _ := runCLI(t, env, "doctor", "--json", "--timeout", "3s")
+	var r doctorReport
+	if code != 1 || json.Unmarshal([]byte(out), &r) != nil || r.OK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	got := map[string]string{}
+	for _, c := range r.Checks {
+		got[c.ID] = c.Status
+		if c.Status == checkFail && c.Fix == "" {
+			t.Errorf("failing check %s has no fix", c.ID)
+		}
+	}
+	want := map[string]string{
+		"config": "pass", "app_url": "fail", "public_host": "fail", "webhook_url": "pass", "replicate_token": "pass",
+		"signing_key": "pass", "account_key": "pass", "reachable": "fail", "redirect": "skip", "delivery": "skip",
+		"large_delivery": "skip", "database": "pass", "mode": "pass",
+	}
+	for id, st := range want {
+		if got[id] != st {
+			t.Errorf("check %s is %q, want %q", id, got[id], st)
+		}
+	}
+	if r.Failed != 3 || r.Skipped != 3 || r.Passed != 7 {
+		t.Errorf("counts %d/%d/%d", r.Passed, r.Failed, r.Skipped)
+	}
+}
+
+// An endpoint that redirects POSTs (here a 308 to the real server, as an
+// http-to-https or trailing-slash rule would).
+func testDoctorRedirect(t *testing.T, s *stack) {
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, s.srv.url+r.URL.Path, http.StatusPermanentRedirect)
+	}))
+	defer redirect.Close()
+	code, out := s.doctor(t, "APP_URL="+redirect.URL)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✔", titleReachable, "answered 308, a redirect to "+s.srv.url)
+	expectCheck(t, out, "✘", titleRedirect, "is answered 308, a redirect to "+s.srv.url+"/api/webhooks/replicate/completed",
+		"Replicate does not follow redirects", "fix: set APP_URL to "+s.srv.url+",")
+	expectCheck(t, out, "–", titleDelivery, "skipped: POST is redirected")
+	expectCheck(t, out, "–", titleLarge, "skipped: POST is redirected")
+}
+
+// This environment signs with another key than the server verifies with.
+func testDoctorWrongKey(t *testing.T, s *stack) {
+	other := "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+	otherKey, _ := replicate.ParseKey(other)
+	serverKey, _ := replicate.ParseKey(secret)
+	// Without a Replicate token the configured key is what doctor signs with.
+	code, out := s.doctor(t, "REPLICATE_WEBHOOK_SECRET="+other, "REPLICATE_API_TOKEN=")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleDelivery, "the server refused the signature (401", "another signing key than this environment's (fingerprint "+otherKey.Fingerprint()+")",
+		"the server accepts fingerprint(s) "+serverKey.Fingerprint(), "fix: give serve the same REPLICATE_WEBHOOK_SECRET")
+	expectCheck(t, out, "–", titleLarge, "skipped: the signed test delivery was not accepted")
+
+	// With the token, doctor sees that the key is not the account's.
+	code, out = s.doctor(t, "REPLICATE_WEBHOOK_SECRET="+other)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleAccountKey, "does not include this account's key (fingerprint "+serverKey.Fingerprint()+")", "fix: set REPLICATE_WEBHOOK_SECRET")
+}
+
+// A proxy in front of trainhook refuses bodies over 1 MiB, as nginx's
+// client_max_body_size does.
+func testDoctorBodyLimit(t *testing.T, s *stack) {
+	target, _ := url.Parse(s.srv.url)
+	pass := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 1<<20 {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = io.WriteString(w, "<html><head><title>413 Request Entity Too Large</title></head><body><center><h1>413 Request Entity Too Large</h1></center><hr><center>nginx</center></body></html>")
+			return
+		}
+		pass.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	code, out := s.doctor(t, "APP_URL="+proxy.URL)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✔", titleDelivery, `answered {"outcome":"probe"}`)
+	expectCheck(t, out, "✘", titleLarge, "something in front of trainhook refused it as too large (413", "413 Request Entity Too Large", "fix: raise the limit of the proxy", "client_max_body_size")
+}
+
+func testDoctorUnreachable(t *testing.T, s *stack) {
+	closed := "http://" + freeAddr(t)
+	code, out := s.doctor(t, "APP_URL="+closed)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleReachable, "cannot reach "+closed+"/api/webhooks/replicate/completed from this machine", "connection refused",
+		"fix: nothing listens at "+strings.TrimPrefix(closed, "http://")+": is trainhook serve running")
+	expectCheck(t, out, "–", titleRedirect, "skipped: the endpoint is not reachable")
+	expectCheck(t, out, "–", titleDelivery, "skipped: the endpoint is not reachable")
+	expectCheck(t, out, "–", titleLarge, "skipped: the endpoint is not reachable")
+}
+
+// The simulator accepts only its own token.
+func testDoctorBadToken(t *testing.T, s *stack) {
+	code, out := s.doctor(t, "REPLICATE_API_TOKEN=r8_wrong_token")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleToken, "refused REPLICATE_API_TOKEN", "401", "fix: the token is wrong or revoked", "https://replicate.com/account/api-tokens")
+	expectCheck(t, out, "–", titleAccountKey, "skipped: needs a valid REPLICATE_API_TOKEN")
+	// The configured key still signs the test delivery.
+	expectCheck(t, out, "✔", titleDelivery, `answered {"outcome":"probe"}`)
+}
+
+func testDoctorInvalidConfig(t *testing.T, s *stack) {
+	missing := filepath.Join(t.TempDir(), "not-yet.db")
+	code, out := s.doctor(t, "TRAINHOOK_MAX_BODY=ten", "REPLICATE_WEBHOOK_SECRET=whsec_short", "DATABASE_URL="+missing)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleConfig, "serve would refuse to start", `TRAINHOOK_MAX_BODY="ten"`, "REPLICATE_WEBHOOK_SECRET (secret, not shown)")
+	expectCheck(t, out, "✘", titleKey, "REPLICATE_WEBHOOK_SECRET (secret, not shown)", "fix: set REPLICATE_WEBHOOK_SECRET")
+	expectCheck(t, out, "✘", titleDatabase, "there is no database at "+missing, "never creates it", "fix: serve creates it on its first start")
+	if strings.Contains(out, "whsec_short") {
+		t.Error("doctor printed the signing key")
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("doctor created the database file (%v)", err)
+	}
+}
+
+func testDoctorPollingPostgres(t *testing.T, s *stack) {
+	code, out := s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=", "DATABASE_URL=postgres://trainhook@127.0.0.1/trainhook")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleHTTPS, "APP_URL is not set", "fix: set APP_URL to this server's public https URL")
+	expectCheck(t, out, "–", titleReachable, "skipped: APP_URL is not set")
+	expectCheck(t, out, "✘", titleDatabase, "PostgreSQL, which this version of trainhook does not support yet")
+	expectCheck(t, out, "✔", titleMode, "polling mode: APP_URL is not set")
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/trainhook/trainhook/internal/apiclient"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+func testWebhookSend(t *testing.T, s *stack) {
+	ctx := context.Background()
+	const tid = "whsendr7k2m9x4c1rm80cq3ftw"
+	reg, err := s.client.Register(ctx, apiclient.RegisterRequest{Name: "sent by hand", TrainingID: tid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(extra ...string) (int, string, string) {
+		return runCLI(t, cleanEnv("REPLICATE_WEBHOOK_SECRET="+secret),
+			append([]string{"webhook", "send", "--url", s.srv.url, "--training-id", tid}, extra...)...)
+	}
+
+	code, out, errOut := send("--status", "processing")
+	if code != 0 {
+		t.Fatalf("processing: exit %d\n%s%s", code, out, errOut)
+	}
+	mustContain(t, "output", out, "POST "+s.srv.url+"/api/webhooks/replicate/completed", "HTTP 200 OK", `"outcome":"applied"`, `"status":"Training"`)
+	d, _ := s.client.Model(ctx, reg.Model.ID)
+	if d.Status != training.Training || d.Progress.Percent != 42 || d.Progress.Total != 1000 {
+		t.Fatalf("after processing: %s %+v (the payload's log says 42%%)", d.Status, d.Progress)
+	}
+
+	// The full webhook URL with a query string works too, and a repeated
+	// webhook-id is acknowledged as a duplicate.
+	full := s.srv.url + "/api/webhooks/replicate/completed?source=cli-test"
+	code, out, errOut = runCLI(t, cleanEnv(), "webhook", "send", "--url", full, "--training-id", tid, "--status", "succeeded",
+		"--secret", secret, "--webhook-id", "msg_cli_fixed", "--json")
+	var rep sendReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.StatusCode != 200 || rep.URL != full {
+		t.Fatalf("succeeded: exit %d\n%s%s", code, out, errOut)
+	}
+	if d, _ := s.client.Model(ctx, reg.Model.ID); d.Status != training.Ready || !strings.Contains(string(d.Output), `"weights":"https://replicate.delivery/`) {
+		t.Fatalf("after succeeded: %s %s", d.Status, d.Output)
+	}
+	code, out, _ = send("--status", "succeeded", "--webhook-id", "msg_cli_fixed", "--secret", secret)
+	if code != 0 || !strings.Contains(out, `"outcome":"duplicate"`) {
+		t.Fatalf("repeat: exit %d\n%s", code, out)
+	}
+
+	// A big delivery carries the whole log; the server's 10 MiB default takes 5 MiB.
+	code, out, _ = send("--status", "failed", "--logs-size", "5MiB")
+	if code != 0 || !strings.Contains(out, "5.0 MiB") {
+		t.Fatalf("5 MiB: exit %d\n%s", code, out)
+	}
+}
+
+func testWebhookSendRefused(t *testing.T, s *stack) {
+	base := []string{"webhook", "send", "--url", s.srv.url, "--training-id", "whsendrefused00000000000000", "--status", "succeeded"}
+	for _, c := range []struct {
+		flag, reason string
+	}{
+		{"--forge", "no valid signature"},
+		{"--stale", "more than 5 minutes old"},
+	} {
+		code, out, errOut := runCLI(t, cleanEnv("REPLICATE_WEBHOOK_SECRET="+secret), append(base, c.flag)...)
+		if code != 1 {
+			t.Fatalf("%s: exit %d, want 1\n%s%s", c.flag, code, out, errOut)
+		}
+		mustContain(t, c.flag, out, "HTTP 401 Unauthorized", c.reason, "Refused, as it must be")
+	}
+	code, out, _ := runCLI(t, cleanEnv(), append(base, "--forge", "--json")...)
+	var rep sendReport
+	if code != 1 || json.Unmarshal([]byte(out), &rep) != nil || rep.StatusCode != 401 || !rep.Forged {
+		t.Fatalf("--forge --json: exit %d\n%s", code, out)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"webhook", "send", "--training-id", "x", "--status", "succeeded"}, "missing --url"},
+		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "done"}, `--status "done"`},
+		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed"}, "no signing key"},
+		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed", "--secret", "nope"}, `starts with "whsec_"`},
+		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed", "--forge", "--model", "m"}, "--model and --token go together"},
+		{[]string{"webhook", "frob"}, `unknown subcommand "frob"`},
+	} {
+		code, _, errOut := runCLI(t, cleanEnv(), c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, want 2 and %q:\n%s", c.args, code, c.want, errOut)
+		}
+	}
+}
