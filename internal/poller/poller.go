@@ -20,7 +20,7 @@ type API interface {
 
 // Service is what the poller needs of the service.
 type Service interface {
-	ClaimDue(ctx context.Context, lease time.Duration, limit int) ([]training.Model, error)
+	ClaimDue(ctx context.Context, horizon, lease time.Duration, limit int) ([]training.Model, error)
 	Observe(ctx context.Context, obs training.Observation) (service.Result, error)
 	Reschedule(ctx context.Context, id string, at time.Time) error
 	RecoverStart(ctx context.Context, m training.Model) (training.Model, error)
@@ -105,9 +105,19 @@ func (p *Poller) Run(ctx context.Context) {
 
 // RunOnce claims the models due now and checks them; it returns how many it claimed.
 func (p *Poller) RunOnce(ctx context.Context) (int, error) {
-	due, err := p.o.Service.ClaimDue(ctx, p.o.Lease, p.o.Batch)
+	due, err := p.o.Service.ClaimDue(ctx, 0, p.o.Lease, p.o.Batch)
 	if err != nil || len(due) == 0 {
 		return 0, err
+	}
+	// When enough are due that list pages will be read, check now those due
+	// within one polling interval too: they are mostly on the same pages, so
+	// sweeps line up instead of each jittered check costing its own pages.
+	if !p.o.Policy.Webhook && len(due) >= p.o.ListThreshold && len(due) < p.o.Batch {
+		more, err := p.o.Service.ClaimDue(ctx, p.o.Policy.Interval, p.o.Lease, p.o.Batch-len(due))
+		if err != nil {
+			return len(due), err
+		}
+		due = append(due, more...)
 	}
 	var starts, running []training.Model
 	for _, m := range due {

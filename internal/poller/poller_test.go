@@ -105,7 +105,7 @@ type fakeService struct {
 	rescheduled map[string]time.Time
 }
 
-func (f *fakeService) ClaimDue(context.Context, time.Duration, int) ([]training.Model, error) {
+func (f *fakeService) ClaimDue(context.Context, time.Duration, time.Duration, int) ([]training.Model, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.due

@@ -14,13 +14,14 @@ import (
 	"github.com/trainhook/trainhook/internal/training"
 )
 
-// ClaimDue leases up to limit models due a check (see store.Tx.ClaimDue).
-func (s *Service) ClaimDue(ctx context.Context, lease time.Duration, limit int) ([]training.Model, error) {
+// ClaimDue leases up to limit models due a check within horizon from now
+// (see store.Tx.ClaimDue).
+func (s *Service) ClaimDue(ctx context.Context, horizon, lease time.Duration, limit int) ([]training.Model, error) {
 	var due []training.Model
 	err := s.store.Write(ctx, func(tx store.Tx) error {
 		now := s.now()
 		var err error
-		due, err = tx.ClaimDue(ctx, now, now.Add(lease), limit)
+		due, err = tx.ClaimDue(ctx, now.Add(horizon), now.Add(lease), limit)
 		return err
 	})
 	if err != nil {
