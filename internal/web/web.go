@@ -49,6 +49,9 @@ type server struct {
 	origins  *http.CrossOriginProtection
 	assets   *assets
 	streams  *streams
+	// instance names this server's event stream: event IDs start again at
+	// 1 in every process, so an ID means something only with its instance.
+	instance string
 }
 
 // Register adds the dashboard's routes to mux. Every route is listed here.
@@ -81,8 +84,17 @@ func Register(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/deliveries/{id}", s.api(s.apiDelivery))
 	mux.Handle("POST /api/deliveries/{id}/replay", s.api(s.apiReplay))
 
-	// Anything else outside /api/ is a dashboard page that does not exist.
-	mux.Handle("/", s.page(s.notFoundPage))
+	// Anything else outside /api/ is a dashboard page that does not exist,
+	// or a method a page does not take.
+	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if _, p := mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL, Host: r.Host}); p != "/" && p != "" {
+				w.Header().Set("Allow", "GET, HEAD")
+				return httpErrorf(http.StatusMethodNotAllowed, "%s is not allowed on %s.", r.Method, clip(r.URL.Path, 80))
+			}
+		}
+		return s.notFoundPage(w, r)
+	}))
 }
 
 func newServer(d Deps) *server {
@@ -97,6 +109,7 @@ func newServer(d Deps) *server {
 		origins:  http.NewCrossOriginProtection(),
 		assets:   loadAssets(),
 		streams:  newStreams(),
+		instance: newInstance(),
 	}
 	s.pages = parsePages(s.assets)
 	return s

@@ -1,0 +1,423 @@
+// Package e2e drives the dashboard in a real browser (Debian's chromium,
+// through chromedp) against a whole trainhook started in-process, with the
+// Replicate simulator delivering real signed webhooks to it. Screenshots of
+// every page go to screenshots/ at the repository root.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/replicate"
+)
+
+const (
+	chromium  = "/usr/bin/chromium"
+	simToken  = "r8_browser_test"
+	dashToken = "browser-test-dashboard-token-42"
+	// trainingRun is how long a simulated training takes, start to end.
+	trainingRun = 10 * time.Second
+)
+
+// requireChromium fails under CI (CI is set) and skips elsewhere when the
+// browser is missing: CI must run this test, a laptop may not have chromium.
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromium); err == nil {
+		return
+	}
+	msg := chromium + " is missing: install it with .ci/install-chromium.sh (Debian's chromium package) to run the browser tests"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// stack is the simulator and a trainhook in webhook mode pointed at it.
+type stack struct {
+	sim *fakereplicate.Server
+	app *app.App
+	url string
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	sim, err := fakereplicate.New(fakereplicate.Options{Token: simToken, Duration: trainingRun, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simURL, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+
+	// The webhook URL names the server's own address, so pick the port first.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	vars := map[string]string{
+		"DATABASE_URL":             filepath.Join(t.TempDir(), "trainhook.db"),
+		"ADDR":                     addr,
+		"APP_URL":                  "http://" + addr,
+		"TRAINHOOK_WEBHOOKS":       "on",
+		"TRAINHOOK_WEBHOOK_EVENTS": "start,logs,completed",
+		"REPLICATE_BASE_URL":       simURL,
+		"REPLICATE_API_TOKEN":      simToken,
+		"TRAINHOOK_API_RATE_LIMIT": "3000",
+		"TRAINHOOK_API_TOKEN":      dashToken,
+	}
+	cfg, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("trainhook did not stop within 30s")
+		}
+	})
+	return &stack{sim: sim, app: a, url: a.URL}
+}
+
+// browser is one headless chromium with a fresh profile.
+type browser struct {
+	t       *testing.T
+	ctx     context.Context
+	shots   string
+	mu      sync.Mutex
+	console []chromedp.ConsoleMessage
+}
+
+func startBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	// The first action starts the browser; it must not run under a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	b := &browser{t: t, ctx: ctx, shots: filepath.Join(filepath.Dir(file), "..", "..", "..", "screenshots")}
+	if err := os.MkdirAll(b.shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.console = append(b.console, m)
+			b.mu.Unlock()
+		}
+	}()
+	return b
+}
+
+// do runs steps, each batch bounded by 40 s.
+func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 40*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("browser: %v (at %s)", err, b.location())
+	}
+}
+
+func (b *browser) location() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	return loc
+}
+
+func (b *browser) eval(js string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition until it holds. A navigation or a
+// reload ends the poll with an error, so a wait that succeeds also shows the
+// page was not reloaded meanwhile.
+func (b *browser) waitFor(what, cond string, timeout time.Duration) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		b.t.Fatalf("waiting for %s (%s): %v", what, cond, err)
+	}
+}
+
+// screenshot saves the whole page as screenshots/NAME.png.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
+		b.t.Error(err)
+	}
+}
+
+func (b *browser) messages() []chromedp.ConsoleMessage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]chromedp.ConsoleMessage(nil), b.console...)
+}
+
+func TestDashboardInABrowser(t *testing.T) {
+	requireChromium(t)
+	s := startStack(t)
+	b := startBrowser(t)
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+	t.Run("sign in", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url + "/deliveries"))
+		if loc := b.location(); !strings.HasPrefix(loc, s.url+"/login?next=") {
+			t.Fatalf("not sent to sign in: %s", loc)
+		}
+		b.do(chromedp.SendKeys(css("#token"), "wrong"), chromedp.Submit(css("#token")), chromedp.WaitVisible(css("#login-error")))
+		b.screenshot("01-login-wrong-token")
+		// Wait for the page signing in leads to, not for any h1: the sign-in
+		// page has one too, and leaving while the redirect still loads
+		// would abort it.
+		b.do(chromedp.SendKeys(css("#token"), dashToken), chromedp.Submit(css("#token")), chromedp.WaitVisible(css(`body[data-page="deliveries"] h1`)))
+		if loc := b.location(); loc != s.url+"/deliveries" {
+			t.Fatalf("after sign-in: %s", loc)
+		}
+	})
+
+	var readyID string
+	t.Run("start from the form; the list turns Ready live", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url+"/models/new"),
+			chromedp.SendKeys(css("#trainer"), fakereplicate.FluxTrainer),
+			chromedp.SendKeys(css("#destination"), "trainhook-sim/portrait-lora"),
+			chromedp.SendKeys(css("#name"), "Portrait LoRA v1"),
+			chromedp.SetValue(css("#input"), "{\n  \"steps\": 1000,\n}"),
+			chromedp.Click(css("button.primary")),
+			chromedp.WaitVisible(css("#input-error")))
+		b.screenshot("02-start-form-invalid-json")
+		b.do(chromedp.SetValue(css("#input"), `{"input_images": "https://example.com/photos.zip", "steps": 1000}`),
+			chromedp.Click(css("button.primary")),
+			chromedp.WaitVisible(css(".status-line")))
+		readyID = b.eval(`document.body.dataset.modelId`)
+		if readyID == "" {
+			t.Fatal("not on the model page after starting")
+		}
+		b.do(chromedp.Navigate(s.url + "/"))
+		b.waitFor("the row to show training progress", fmt.Sprintf(`document.querySelector('tr[data-model-id=%q][data-status="Training"] .progress-text')?.textContent.includes('%%')`, readyID), 15*time.Second)
+		b.screenshot("03-models-training")
+		b.waitFor("the row to turn Ready", fmt.Sprintf(`document.querySelector('tr[data-model-id=%q][data-status="Ready"]')`, readyID), 20*time.Second)
+		b.waitFor("the counts to follow", `/Ready\s*1/.test(document.querySelector('nav[data-counts]').textContent)`, 5*time.Second)
+		b.screenshot("04-models-ready")
+	})
+
+	t.Run("the model page shows the output", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url+"/models/"+readyID), chromedp.WaitVisible(css("#h-output")))
+		out := b.eval(`document.querySelector('#h-output').parentElement.textContent`)
+		if !strings.Contains(out, "trainhook-sim/portrait-lora:") || !strings.Contains(out, "Weights") {
+			t.Fatalf("output section: %q", out)
+		}
+		href := b.eval(`document.querySelector('#h-output ~ dl a')?.getAttribute('href') || ''`)
+		if !strings.HasPrefix(href, "http") {
+			t.Fatalf("weights link %q", href)
+		}
+		timeline := b.eval(`document.querySelector('.timeline').textContent`)
+		for _, want := range []string{"API", "webhook", "Ready"} {
+			if !strings.Contains(timeline, want) {
+				t.Errorf("timeline lacks %q: %s", want, timeline)
+			}
+		}
+		b.screenshot("05-model-ready")
+	})
+
+	t.Run("a failure shows its error live on the model page", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url+"/models/new"),
+			chromedp.SendKeys(css("#trainer"), fakereplicate.FluxTrainer),
+			chromedp.SendKeys(css("#destination"), "trainhook-sim/portrait-lora"),
+			chromedp.SendKeys(css("#name"), "Portrait LoRA v2 (will fail)"),
+			chromedp.SetValue(css("#input"), `{"steps": 4000}`),
+			chromedp.Click(css("button.primary")),
+			chromedp.WaitVisible(css(".status-line")))
+		b.waitFor("the training to run", `document.querySelector('.status-line').dataset.status === 'Training'`, 15*time.Second)
+		b.waitFor("live updates to be on", `document.getElementById('live-status').dataset.state === 'on'`, 5*time.Second)
+		ts := s.sim.Trainings()
+		id := ts[len(ts)-1].ID
+		began := time.Now()
+		if err := s.sim.Complete(id, "failed", "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity)"); err != nil {
+			t.Fatal(err)
+		}
+		b.waitFor("the page to show Failed", `document.querySelector('.status-line').dataset.status === 'Failed' && !!document.querySelector('pre.error')`, 10*time.Second)
+		lag := time.Since(began)
+		t.Logf("failure shown %v after Replicate's webhook went out", lag.Round(time.Millisecond))
+		if lag > 2*time.Second {
+			t.Errorf("the page took %v to show the failure", lag)
+		}
+		if msg := b.eval(`document.querySelector('pre.error').textContent`); !strings.Contains(msg, "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity)") {
+			t.Fatalf("error shown: %q", msg)
+		}
+		b.screenshot("06-model-failed")
+	})
+
+	t.Run("a forged delivery is refused; a stored one replays", func(t *testing.T) {
+		forger, _ := replicate.ParseKey("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+		body, _ := json.Marshal(map[string]any{"id": "forged-training", "status": "succeeded", "output": map[string]string{"weights": "https://evil.example/w.tar"}})
+		h := http.Header{"Content-Type": {"application/json"}}
+		forger.SignRequest(h, "msg_forged_by_test", time.Now(), body)
+		req, _ := http.NewRequest("POST", s.url+"/api/webhooks/replicate/completed", bytes.NewReader(body))
+		req.Header = h
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("forged delivery answered %d", resp.StatusCode)
+		}
+		// A refused delivery is recorded without making the sender wait, and
+		// the deliveries page is not live: load it until it is there.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			b.do(chromedp.Navigate(s.url + "/deliveries?verified=false"))
+			if b.eval(`String(document.body.textContent.includes('msg_forged_by_test') && document.body.textContent.includes('no valid signature'))`) == "true" {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.screenshot("failed-forged-delivery")
+				t.Fatal("the forged delivery is not on the deliveries page")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		b.screenshot("07-deliveries-refused")
+		b.do(chromedp.Navigate(s.url+"/deliveries"), chromedp.WaitVisible(css("table.deliveries")))
+		b.screenshot("08-deliveries")
+
+		// Replay the first verified delivery: it was applied, so it is a duplicate now.
+		id := b.eval(`[...document.querySelectorAll('tr[data-delivery-id]')].find(r => r.textContent.includes('Verified') && r.querySelector('.outcome').textContent === 'applied').dataset.deliveryId`)
+		b.do(chromedp.Navigate(s.url+"/deliveries/"+id), chromedp.Click(css("button.primary")), chromedp.WaitVisible(css("#replay-result")))
+		res := b.eval(`document.getElementById('replay-result').textContent`)
+		if !strings.Contains(res, "HTTP 200") || !strings.Contains(res, "duplicate") {
+			t.Fatalf("replay result: %q", res)
+		}
+		b.screenshot("09-delivery-replayed")
+		b.do(chromedp.Navigate(s.url+"/deliveries"), chromedp.WaitVisible(css("table.deliveries")))
+		if got := b.eval(`document.querySelector('tr[data-delivery-id]').textContent`); !strings.Contains(got, "replay of #"+id) {
+			t.Fatalf("the newest delivery is not the replay: %q", got)
+		}
+	})
+
+	t.Run("configuration banner", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url+"/"), chromedp.Click(css(".config summary")), chromedp.WaitVisible(css(".config dl")))
+		text := b.eval(`document.querySelector('.config').textContent`)
+		for _, want := range []string{"Webhook mode", "TRAINHOOK_WEBHOOKS=on", s.url + "/api/webhooks/replicate/completed", s.sim.Key().Fingerprint(), "at most 3000 per minute"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("banner lacks %q", want)
+			}
+		}
+		if strings.Contains(text, s.sim.Key().String()) || strings.Contains(text, dashToken) || strings.Contains(text, simToken) {
+			t.Error("the banner shows a secret")
+		}
+		b.screenshot("00-configuration")
+	})
+
+	t.Run("keyboard", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(css("table.models")), chromedp.KeyEvent("\t"))
+		if got := b.eval(`document.activeElement.textContent`); got != "Skip to content" {
+			t.Fatalf("first Tab focuses %q", got)
+		}
+		b.do(chromedp.KeyEvent("\r"))
+		if got := b.eval(`document.activeElement.id`); got != "main" {
+			t.Fatalf("the skip link moved focus to %q", got)
+		}
+	})
+
+	t.Run("phone width", func(t *testing.T) {
+		b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(css("table.models")))
+		if w := b.eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+			t.Errorf("the list scrolls sideways on a phone: %s px wide", w)
+		}
+		b.screenshot("10-models-phone")
+		b.do(chromedp.Navigate(s.url+"/models/"+readyID), chromedp.WaitVisible(css("#h-output")))
+		if w := b.eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+			t.Errorf("the model page scrolls sideways on a phone: %s px wide", w)
+		}
+		b.screenshot("11-model-phone")
+		b.do(chromedp.EmulateViewport(1280, 900))
+	})
+
+	t.Run("sign out", func(t *testing.T) {
+		b.do(chromedp.Navigate(s.url+"/"), chromedp.Click(css(".signout button")), chromedp.WaitVisible(css("#token")))
+		b.screenshot("12-signed-out")
+	})
+
+	for _, m := range b.messages() {
+		// The wrong token (401) and the invalid form (400) are answered
+		// with those statuses on purpose; the browser logs them.
+		expected := strings.Contains(m.Text, "Failed to load resource") && (strings.Contains(m.Text, "status of 401") || strings.Contains(m.Text, "status of 400"))
+		if strings.Contains(m.Text, "Content Security Policy") || m.IsException() || m.Type == chromedp.ConsoleError && !expected {
+			t.Errorf("browser console: %s (%s)", m, m.URL)
+		}
+	}
+}
