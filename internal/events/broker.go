@@ -117,6 +117,10 @@ func (b *Broker) Subscribe(lastID uint64, buffer int) (s *Subscription, ok bool)
 		if lastID+1 < b.nextID && (n == 0 || b.ring[b.start].id > lastID+1) {
 			ok = false
 		}
+		// An id this process never issued comes from before a restart.
+		if lastID >= b.nextID {
+			ok = false
+		}
 	}
 	s = &Subscription{C: make(chan Event, buffer+len(replay)), b: b}
 	for _, ev := range replay {
@@ -124,6 +128,13 @@ func (b *Broker) Subscribe(lastID uint64, buffer int) (s *Subscription, ok bool)
 	}
 	b.subs[s] = struct{}{}
 	return s, ok
+}
+
+// LastID is the id of the newest event published, 0 if none.
+func (b *Broker) LastID() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nextID - 1
 }
 
 // Close ends the subscription.

@@ -22,6 +22,9 @@ func TestBrokerReplayAndDrop(t *testing.T) {
 	if _, ok := b.Subscribe(1, 1); ok {
 		t.Fatal("resume after 1 misses event 2 and must say so")
 	}
+	if _, ok := b.Subscribe(99, 1); ok || b.LastID() != 5 {
+		t.Fatal("an id from before a restart must be reported as missed")
+	}
 	// A subscriber that does not read is dropped, never blocking Publish.
 	slow, _ := b.Subscribe(0, 1)
 	b.Publish("model", 6)
