@@ -16,12 +16,15 @@ import (
 
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/events"
+	"github.com/trainhook/trainhook/internal/events/pgnotify"
 	"github.com/trainhook/trainhook/internal/httpapi"
 	"github.com/trainhook/trainhook/internal/metrics"
 	"github.com/trainhook/trainhook/internal/poller"
+	"github.com/trainhook/trainhook/internal/ratelimit"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/store"
+	"github.com/trainhook/trainhook/internal/store/postgres"
 	"github.com/trainhook/trainhook/internal/store/sqlite"
 	"github.com/trainhook/trainhook/internal/web"
 	"github.com/trainhook/trainhook/internal/webhook"
@@ -45,6 +48,7 @@ type App struct {
 	ln       net.Listener
 	http     *http.Server
 	apiCalls *metrics.Counter
+	bridge   *pgnotify.Bridge // PostgreSQL only
 }
 
 // NewLogger returns the logger the configuration asks for: JSON when out is
@@ -79,10 +83,39 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	log.Info("trainhook starting", "config", cfg)
 	log.Info(cfg.ModeReason, "mode", mode(cfg))
 
+	// The database first: with PostgreSQL the API budget is shared through it.
+	var pg *postgres.Store
+	switch cfg.DBDriver {
+	case config.DriverSQLite:
+		s, err := sqlite.Open(ctx, cfg.DBPath)
+		if err != nil {
+			return nil, err
+		}
+		a.Store = s
+		log.Info("database ready", "driver", "sqlite", "path", cfg.DBPath)
+	case config.DriverPostgres:
+		if pg, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+		a.Store = pg
+		log.Info("database ready", "driver", "postgres", "url", config.RedactDatabaseURL(cfg.DatabaseURL))
+	default:
+		return nil, fmt.Errorf("DATABASE_URL selects %s, which trainhook cannot use; use a SQLite file path or a postgres:// URL", cfg.DBDriver)
+	}
+
 	if cfg.ReplicateToken != "" {
+		// Several instances on one PostgreSQL share one budget, not one each.
+		var limiter replicate.Limiter
+		if pg != nil {
+			shared, err := ratelimit.New(ctx, pg.Pool(), ratelimit.Options{PerWindow: cfg.APIRateLimit})
+			if err != nil {
+				return nil, fmt.Errorf("shared API rate limit: %w", err)
+			}
+			limiter = shared
+		}
 		a.apiCalls = a.Metrics.NewCounter("trainhook_replicate_api_calls_total", "Calls to Replicate's API, by endpoint and outcome.", "endpoint", "outcome")
 		a.Client, err = replicate.NewClient(replicate.ClientOptions{
-			BaseURL: cfg.ReplicateBaseURL, Token: cfg.ReplicateToken, RateLimit: cfg.APIRateLimit, Logger: log,
+			BaseURL: cfg.ReplicateBaseURL, Token: cfg.ReplicateToken, RateLimit: cfg.APIRateLimit, Limiter: limiter, Logger: log,
 			OnCall: func(endpoint, outcome string, _ time.Duration) { a.apiCalls.Inc(endpoint, outcome) },
 		})
 		if err != nil {
@@ -95,23 +128,16 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		return nil, err
 	}
 
-	switch cfg.DBDriver {
-	case config.DriverSQLite:
-		s, err := sqlite.Open(ctx, cfg.DBPath)
-		if err != nil {
-			return nil, err
-		}
-		a.Store = s
-		log.Info("database ready", "driver", "sqlite", "path", cfg.DBPath)
-	default:
-		return nil, fmt.Errorf("DATABASE_URL selects %s, which this version of trainhook cannot use yet; use a SQLite file path such as trainhook.db", cfg.DBDriver)
-	}
-
 	policy := poller.Policy{Webhook: cfg.WebhookMode, Interval: cfg.PollInterval, ReconcileAfter: cfg.ReconcileAfter, Cap: 60 * time.Second, Jitter: poller.RandomJitter}
 	opts := service.Options{Store: a.Store, Metrics: a.Metrics, Logger: log, NextCheck: policy.Next, WebhookEvents: cfg.WebhookEvents,
 		RecoverAfter: min(max(2*cfg.PollInterval, time.Second), 30*time.Second)}
 	a.Broker = events.NewBroker(4096, log)
 	opts.Broker = a.Broker
+	if pg != nil {
+		// Live updates reach clients of every instance: NOTIFY after commit.
+		a.bridge = pgnotify.New(pg.Pool(), a.Broker, pgnotify.Options{Log: log, Load: pg.GetModel})
+		opts.Broker = a.bridge
+	}
 	if a.Client != nil {
 		opts.Replicate = a.Client
 	}
@@ -172,6 +198,14 @@ func (a *App) Run(ctx context.Context) error {
 			a.Poller.Run(pctx)
 		}
 	}()
+	bctx, stopBridge := context.WithCancel(context.Background())
+	bridged := make(chan struct{})
+	go func() {
+		defer close(bridged)
+		if a.bridge != nil {
+			a.bridge.Run(bctx)
+		}
+	}()
 	a.Log.Info("listening", "url", a.URL, "webhook_path", webhook.Path, "webhook_url", a.Config.WebhookURL)
 
 	var serveErr error
@@ -189,6 +223,8 @@ func (a *App) Run(ctx context.Context) error {
 	stopPoller()
 	<-polled
 	a.Service.Close()
+	stopBridge() // it sends what is queued before it returns
+	<-bridged
 	a.closeStore()
 	a.Log.Info("stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {

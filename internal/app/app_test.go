@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/trainhook/trainhook/internal/app"
 	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/training"
 )
@@ -23,6 +25,16 @@ import (
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 var testKey, _ = replicate.ParseKey(testSecret)
+
+// testDatabase is a fresh database for one server: a SQLite file, or with
+// TRAINHOOK_TEST_APP_DB=postgres a new database on the test PostgreSQL
+// server (.ci/run runs this package both ways).
+func testDatabase(t testing.TB) string {
+	if os.Getenv("TRAINHOOK_TEST_APP_DB") == "postgres" {
+		return pgtest.URL(t)
+	}
+	return filepath.Join(t.TempDir(), "trainhook.db")
+}
 
 // server is a trainhook started in-process on a real SQLite file and a real
 // loopback listener.
@@ -39,7 +51,7 @@ type server struct {
 func start(t testing.TB, env map[string]string) *server {
 	t.Helper()
 	vars := map[string]string{
-		"DATABASE_URL":             filepath.Join(t.TempDir(), "trainhook.db"),
+		"DATABASE_URL":             testDatabase(t),
 		"ADDR":                     "127.0.0.1:0",
 		"REPLICATE_WEBHOOK_SECRET": testSecret,
 		"TRAINHOOK_LOG_FORMAT":     "text",

@@ -26,10 +26,16 @@ const (
 	OutcomeRefused   = "refused"   // signed, but bound to another model
 )
 
+// Publisher is where the service announces committed changes: an
+// events.Broker, or a pgnotify.Bridge that also tells the other instances.
+type Publisher interface {
+	Publish(typ string, data any)
+}
+
 // Options configure a Service.
 type Options struct {
 	Store   store.Store
-	Broker  *events.Broker
+	Broker  Publisher
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -55,7 +61,7 @@ type Options struct {
 // Service is safe for concurrent use.
 type Service struct {
 	store         store.Store
-	broker        *events.Broker
+	broker        Publisher
 	log           *slog.Logger
 	now           func() time.Time
 	maxBatch      int
