@@ -87,11 +87,11 @@ func ParseTraining(body []byte) (Training, error) {
 // Decoding only these fields is a third cheaper than the whole object,
 // which matters at thousands of deliveries a second.
 type report struct {
-	ID          string          `json:"id"`
-	Status      string          `json:"status"`
-	Output      json.RawMessage `json:"output"`
-	Logs        string          `json:"logs"`
-	Error       json.RawMessage `json:"error"`
+	ID     string          `json:"id"`
+	Status string          `json:"status"`
+	Output json.RawMessage `json:"output"`
+	Logs   string          `json:"logs"`
+	Error  json.RawMessage `json:"error"`
 	// Times are read by encoding/json, as everywhere else, so both paths
 	// accept the same timestamps.
 	StartedAt   json.RawMessage `json:"started_at"`

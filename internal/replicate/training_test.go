@@ -48,7 +48,7 @@ func TestParseTrainingRefuses(t *testing.T) {
 		"status wrong":    `{"id":"a","status":["succeeded"]}`,
 		"logs wrong type": `{"id":"a","status":"succeeded","logs":{}}`,
 		"trailing data":   `{"id":"a","status":"succeeded"} {}`,
-		"logs wrong (v2)":  `{"id":"a","status":"succeeded","input":{"x":}}`,
+		"logs wrong (v2)": `{"id":"a","status":"succeeded","input":{"x":}}`,
 		"time wrong":      `{"id":"a","status":"succeeded","completed_at":"yesterday"}`,
 		"id too long":     `{"id":"` + strings.Repeat("a", 200) + `","status":"succeeded"}`,
 	}
