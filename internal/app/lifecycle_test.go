@@ -1,15 +1,21 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/training"
 )
@@ -358,4 +364,57 @@ func TestRateLimitIsRespected(t *testing.T) {
 	}
 	b, _ := json.Marshal(st.Calls)
 	t.Logf("calls: %s", b)
+}
+
+// In webhook mode with a token, trainhook checks the signing key against the
+// account's: with none configured it uses the account's; with keys that do
+// not include it, it refuses to start (every webhook would be refused).
+func TestSigningKeySelfCheck(t *testing.T) {
+	sim, err := fakereplicate.New(fakereplicate.Options{Token: simToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simURL, _ := sim.Start("127.0.0.1:0")
+	defer sim.Close()
+	base := map[string]string{
+		"APP_URL": "https://trainhook.example.com", "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": simToken,
+		"DATABASE_URL": filepath.Join(t.TempDir(), "k.db"), "ADDR": "127.0.0.1:0",
+	}
+	load := func(extra map[string]string) config.Config {
+		vars := map[string]string{}
+		for k, v := range base {
+			vars[k] = v
+		}
+		for k, v := range extra {
+			vars[k] = v
+		}
+		cfg, err := config.Load(func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	a, err := app.Start(context.Background(), load(nil), log)
+	if err != nil {
+		t.Fatalf("no key configured, token set: %v", err)
+	}
+	if len(a.Keys) != 1 || !a.Keys[0].Equal(sim.Key()) {
+		t.Fatalf("did not use the account's key: %v", a.Keys.Fingerprints())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = a.Run(ctx)
+
+	_, err = app.Start(context.Background(), load(map[string]string{"REPLICATE_WEBHOOK_SECRET": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"}), log)
+	if err == nil || !strings.Contains(err.Error(), "does not include this account's signing key") || strings.Contains(err.Error(), "C2FVsBQ") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	// Rotation: the old key and the account's key together are fine.
+	a, err = app.Start(context.Background(), load(map[string]string{"REPLICATE_WEBHOOK_SECRET": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD " + sim.Key().String()}), log)
+	if err != nil {
+		t.Fatalf("rotation: %v", err)
+	}
+	_ = a.Run(ctx)
 }
