@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 			OnCall: func(endpoint, outcome string, _ time.Duration) { a.apiCalls.Inc(endpoint, outcome) },
 		})
 		if err != nil {
-			return nil, fmt.Errorf("Replicate client: %w", err)
+			return nil, fmt.Errorf("create the Replicate client: %w", err)
 		}
 	} else {
 		log.Warn("REPLICATE_API_TOKEN is not set: trainhook cannot start, cancel or poll trainings; it only applies signed webhooks for trainings registered with their id")

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,7 +140,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	if c := q.Get("cursor"); c != "" {
-		id, ok := decodeCursor(c)
+		id, ok := service.ParseModelCursor(c)
 		if !ok {
 			a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: "cursor is not one this server issued; omit it to start from the first page"})
 			return
@@ -158,7 +157,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		NextCursor string           `json:"next_cursor,omitempty"`
 	}{Models: ms}
 	if next != "" {
-		resp.NextCursor = encodeCursor(next)
+		resp.NextCursor = service.ModelCursor(next)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -183,27 +182,4 @@ func (a *API) getModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
-}
-
-const cursorPrefix = "m1:"
-
-func encodeCursor(id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
-}
-
-func decodeCursor(c string) (string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return "", false
-	}
-	id, ok := strings.CutPrefix(string(b), cursorPrefix)
-	if !ok || len(id) != 26 {
-		return "", false
-	}
-	for _, ch := range id {
-		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", ch) {
-			return "", false
-		}
-	}
-	return id, true
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -207,4 +208,32 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// cursorPrefix versions the model cursor, base64url of "m1:" and the id of
+// the last model shown; the API and the dashboard share it.
+const cursorPrefix = "m1:"
+
+// ModelCursor is the opaque cursor of the page after the model with this id.
+func ModelCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+// ParseModelCursor returns the model id a cursor from ModelCursor names;
+// ok is false for anything else.
+func ParseModelCursor(c string) (id string, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", false
+	}
+	id, ok = strings.CutPrefix(string(b), cursorPrefix)
+	if !ok || len(id) != 26 {
+		return "", false
+	}
+	for _, ch := range id {
+		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", ch) {
+			return "", false
+		}
+	}
+	return id, true
 }

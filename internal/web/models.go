@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -131,7 +130,7 @@ func (s *server) modelsPage(w http.ResponseWriter, r *http.Request) error {
 	f.Limit, lf.Limit = limit, limit
 	cursor := q.Get("cursor")
 	if cursor != "" {
-		id, ok := decodeModelCursor(cursor)
+		id, ok := service.ParseModelCursor(cursor)
 		if !ok {
 			return invalid("cursor %q is not one this dashboard made; start again from the first page", clip(cursor, 40))
 		}
@@ -167,7 +166,7 @@ func (s *server) modelsPage(w http.ResponseWriter, r *http.Request) error {
 		return s.fragment(w, "models", "rows", v)
 	}
 	if next != "" {
-		v.NextURL = lf.url(lf.Status, encodeModelCursor(next))
+		v.NextURL = lf.url(lf.Status, service.ModelCursor(next))
 	}
 	if cursor != "" {
 		v.FirstURL = lf.url(lf.Status, "")
@@ -220,30 +219,6 @@ func parseLimit(v string) (int, error) {
 	return n, nil
 }
 
-// The model cursor is the API's (httpapi): base64url of "m1:" and the id
-// of the last model shown, so a cursor works in both.
-const modelCursorPrefix = "m1:"
-
-func encodeModelCursor(id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(modelCursorPrefix + id))
-}
-
-func decodeModelCursor(c string) (string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return "", false
-	}
-	id, ok := strings.CutPrefix(string(b), modelCursorPrefix)
-	if !ok || len(id) != 26 {
-		return "", false
-	}
-	for _, ch := range id {
-		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", ch) {
-			return "", false
-		}
-	}
-	return id, true
-}
 
 // modelView is the model page.
 type modelView struct {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"github.com/trainhook/trainhook/internal/service"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -83,18 +84,18 @@ func TestJSONObjectError(t *testing.T) {
 
 func TestCursors(t *testing.T) {
 	id := training.NewID(time.Now())
-	if got, ok := decodeModelCursor(encodeModelCursor(id)); !ok || got != id {
+	if got, ok := service.ParseModelCursor(service.ModelCursor(id)); !ok || got != id {
 		t.Fatalf("model cursor round trip: %q %v", got, ok)
 	}
 	if got, ok := decodeDeliveryCursor(encodeDeliveryCursor(42)); !ok || got != 42 {
 		t.Fatalf("delivery cursor round trip: %d %v", got, ok)
 	}
 	for _, bad := range []string{"", "!!", encodeDeliveryCursor(42), "bTE6"} {
-		if _, ok := decodeModelCursor(bad); ok {
+		if _, ok := service.ParseModelCursor(bad); ok {
 			t.Errorf("model cursor %q accepted", bad)
 		}
 	}
-	for _, bad := range []string{"", "ZDE6MDQy", "ZDE6LTE", encodeModelCursor(id)} { // "d1:042", "d1:-1"
+	for _, bad := range []string{"", "ZDE6MDQy", "ZDE6LTE", service.ModelCursor(id)} { // "d1:042", "d1:-1"
 		if _, ok := decodeDeliveryCursor(bad); ok {
 			t.Errorf("delivery cursor %q accepted", bad)
 		}

@@ -610,7 +610,7 @@ func (t *tx) HoldObservation(ctx context.Context, obs training.Observation) erro
 	if e.err != nil {
 		return fmt.Errorf("hold observation for training %s: %w", obs.TrainingID, e.err)
 	}
-	doc, err := encodeObservation(obs)
+	doc, err := store.EncodeObservation(obs)
 	if err != nil {
 		return fmt.Errorf("hold observation for training %s: encode: %w", obs.TrainingID, err)
 	}
@@ -636,7 +636,7 @@ func (t *tx) TakeHeld(ctx context.Context, trainingID string) ([]training.Observ
 	}
 	out := make([]training.Observation, len(docs))
 	for i, doc := range docs {
-		if out[i], err = decodeObservation(doc); err != nil {
+		if out[i], err = store.DecodeObservation(doc); err != nil {
 			return nil, fmt.Errorf("take held observations for training %s: decode: %w", trainingID, err)
 		}
 	}

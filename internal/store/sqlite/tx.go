@@ -394,7 +394,7 @@ func (t *tx) HoldObservation(ctx context.Context, obs training.Observation) erro
 	if e.err != nil {
 		return fmt.Errorf("hold observation for training %s: %w", obs.TrainingID, e.err)
 	}
-	doc, err := encodeObservation(obs)
+	doc, err := store.EncodeObservation(obs)
 	if err != nil {
 		return fmt.Errorf("hold observation for training %s: encode: %w", obs.TrainingID, err)
 	}
@@ -447,7 +447,7 @@ func (t *tx) takeHeld(ctx context.Context, trainingID string) ([]training.Observ
 	slices.SortFunc(hs, func(a, b held) int { return cmp.Compare(a.id, b.id) })
 	out := make([]training.Observation, len(hs))
 	for i, h := range hs {
-		if out[i], err = decodeObservation(h.doc); err != nil {
+		if out[i], err = store.DecodeObservation([]byte(h.doc)); err != nil {
 			return nil, fmt.Errorf("decode held observation %d: %w", h.id, err)
 		}
 	}
