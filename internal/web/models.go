@@ -219,7 +219,6 @@ func parseLimit(v string) (int, error) {
 	return n, nil
 }
 
-
 // modelView is the model page.
 type modelView struct {
 	modelRow

@@ -232,7 +232,6 @@ func scanHistory(row pgx.Row) (training.HistoryEntry, error) {
 	return h, nil
 }
 
-
 // Errors.
 
 // notFound turns pgx.ErrNoRows into store.ErrNotFound.

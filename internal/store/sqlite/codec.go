@@ -173,7 +173,6 @@ func scanHistory(row scanner) (training.HistoryEntry, error) {
 	return h, nil
 }
 
-
 // Errors.
 
 func sqliteCode(err error) sqlite3.ErrNoExtended {
