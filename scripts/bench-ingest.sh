@@ -142,8 +142,7 @@ for run in $(seq "$RUNS"); do
 		REPLICATE_WEBHOOK_SECRET="$SECRET" \
 		TRAINHOOK_WEBHOOKS=off \
 		REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
-		TRAINHOOK_LOG_LEVEL=warn \
-		TRAINHOOK_LOG_FORMAT=text \
+		TRAINHOOK_LOG_FORMAT=json \
 		"$trainhook" serve >"$dir/server.log" 2>&1 &
 	server_pid=$!
 
