@@ -95,7 +95,9 @@ func runDemo(ctx context.Context, args []string, e env) int {
 		return 1
 	}
 	defer logFile.Close()
-	a, err := app.Start(ctx, cfg, app.NewLogger(cfg, logFile))
+	log, flushLog := app.NewLogger(cfg, logFile)
+	defer flushLog()
+	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
 		if strings.Contains(err.Error(), "listen on") {

@@ -200,6 +200,10 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 
 func TestStartupLogSaysModeAndWhy(t *testing.T) {
 	p := serve(t, "DATABASE_URL="+filepath.Join(t.TempDir(), "th.db"), "APP_URL=http://localhost:8080")
+	// The log is buffered (it is written at least every 100 ms).
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !strings.Contains(p.stdout.String(), `"mode":"polling"`); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	sc := bufio.NewScanner(strings.NewReader(p.stdout.String()))
 	found := false
 	for sc.Scan() {
@@ -253,7 +257,7 @@ func TestCommandLine(t *testing.T) {
 		{"bad flag", nil, []string{"serve", "--nope"}, 2, "flag provided but not defined"},
 		{"invalid max body", []string{"TRAINHOOK_MAX_BODY=ten"}, []string{"serve"}, 2, "TRAINHOOK_MAX_BODY"},
 		{"webhook mode without a key", []string{"APP_URL=https://app.example.com", "REPLICATE_WEBHOOK_SECRET=", "REPLICATE_API_TOKEN=", "DATABASE_URL=" + filepath.Join(dir, "a.db")}, []string{"serve"}, 2, "webhooks/default/secret"},
-		{"postgres not yet", []string{"DATABASE_URL=postgres://u@127.0.0.1/db"}, []string{"serve", "--addr", "127.0.0.1:0"}, 1, "SQLite"},
+		{"postgres unreachable", []string{"DATABASE_URL=postgres://u:pw@127.0.0.1:1/db"}, []string{"serve", "--addr", "127.0.0.1:0"}, 1, "open PostgreSQL database"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

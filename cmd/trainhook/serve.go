@@ -47,7 +47,8 @@ func runServe(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "trainhook: invalid configuration:\n%v\n", err)
 		return 2
 	}
-	log := app.NewLogger(cfg, e.stdout)
+	log, flushLog := app.NewLogger(cfg, e.stdout)
+	defer flushLog()
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)

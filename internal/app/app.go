@@ -52,8 +52,9 @@ type App struct {
 }
 
 // NewLogger returns the logger the configuration asks for: JSON when out is
-// not a terminal (or TRAINHOOK_LOG_FORMAT=json), text otherwise.
-func NewLogger(cfg config.Config, out io.Writer) *slog.Logger {
+// not a terminal (or TRAINHOOK_LOG_FORMAT=json), text otherwise. Output is
+// buffered (see logSink); call the returned function before exiting.
+func NewLogger(cfg config.Config, out io.Writer) (*slog.Logger, func()) {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	format := cfg.LogFormat
 	if format == "" || format == "auto" {
@@ -64,10 +65,12 @@ func NewLogger(cfg config.Config, out io.Writer) *slog.Logger {
 			}
 		}
 	}
+	sink := newLogSink(out)
+	var h slog.Handler = slog.NewJSONHandler(sink, opts)
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(out, opts))
+		h = slog.NewTextHandler(sink, opts)
 	}
-	return slog.New(slog.NewJSONHandler(out, opts))
+	return slog.New(flushOnWarn{h, sink}), sink.Close
 }
 
 // Start opens the database, resolves the signing keys, and listens. It
