@@ -289,7 +289,7 @@ func TestBadInputMatrix(t *testing.T) {
 		// Bodies, correctly signed.
 		{"body not JSON", "POST", path, hook(matrixKey, "msg_b1", now, []byte("hello")), []byte("hello"), 400, "payload: body is not a JSON training object"},
 		{"body empty", "POST", path, hook(matrixKey, "msg_b2", now, nil), nil, 400, "payload: body is not a JSON training object"},
-		{"body a JSON array", "POST", path, hook(matrixKey, "msg_b3", now, []byte(`[{"id":"x","status":"succeeded"}]`)), []byte(`[{"id":"x","status":"succeeded"}]`), 400, "payload: field"},
+		{"body a JSON array", "POST", path, hook(matrixKey, "msg_b3", now, []byte(`[{"id":"x","status":"succeeded"}]`)), []byte(`[{"id":"x","status":"succeeded"}]`), 400, "payload: "},
 		{"body JSON null", "POST", path, hook(matrixKey, "msg_b4", now, []byte(`null`)), []byte(`null`), 400, `missing "id"`},
 		{"two JSON objects", "POST", path, hook(matrixKey, "msg_b5", now, append(bytes.Clone(probe), probe...)), append(bytes.Clone(probe), probe...), 400, "payload: body"},
 		{"JSON nested 20,000 deep", "POST", path, hook(matrixKey, "msg_b6", now, []byte(nested(20000))), []byte(nested(20000)), 400, "exceeded max depth"},

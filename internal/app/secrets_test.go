@@ -134,7 +134,8 @@ func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App,
 		t.Fatal(err)
 	}
 	tr.add("config dump (%v, %+v, %#v)", []byte(fmt.Sprintf("%v\n%+v\n%#v", cfg, cfg, cfg)))
-	log := NewLogger(cfg, tr)
+	log, flushLog := NewLogger(cfg, tr)
+	defer flushLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := Start(ctx, cfg, log)
 	if err != nil {
@@ -336,7 +337,9 @@ func TestSecretsNotInStartupErrors(t *testing.T) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		a, err := Start(ctx, cfg, NewLogger(cfg, tr))
+		log, flushLog := NewLogger(cfg, tr)
+		defer flushLog()
+		a, err := Start(ctx, cfg, log)
 		cancel()
 		if err == nil {
 			t.Errorf("%s: started", c.name)
