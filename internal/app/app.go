@@ -228,6 +228,9 @@ func (a *App) Run(ctx context.Context) error {
 	a.Service.Close()
 	stopBridge() // it sends what is queued before it returns
 	<-bridged
+	if a.Client != nil {
+		a.Client.CloseIdleConnections()
+	}
 	a.closeStore()
 	a.Log.Info("stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {

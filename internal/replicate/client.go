@@ -214,6 +214,10 @@ func normalizeBaseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// CloseIdleConnections closes the client's idle keep-alive connections; a
+// server that stops calls it so nothing of it stays open.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // BaseURL returns the API root the client calls, ending in /v1.
 func (c *Client) BaseURL() string { return c.base.String() }
 
