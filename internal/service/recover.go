@@ -51,9 +51,11 @@ func (s *Service) Reschedule(ctx context.Context, id string, at time.Time) error
 	return err
 }
 
-// maxRecoveryPages bounds how far back a start in doubt is looked for; a
-// start is recovered within minutes, so its training is on the first pages.
-const maxRecoveryPages = 5
+// maxRecoveryPages bounds how far back a start in doubt is looked for. The
+// search stops at trainings created a minute before the model, which on a
+// busy account can be many pages back: reading them costs calls, creating a
+// second training costs money, so the bound is generous.
+const maxRecoveryPages = 200
 
 // RecoverStart finishes a start whose outcome is unknown (the process died,
 // or the create's answer was lost): it lists recent trainings and binds the
@@ -95,6 +97,9 @@ func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.
 		}
 		if older || p.Next == "" {
 			break
+		}
+		if i == maxRecoveryPages-1 {
+			return m, fmt.Errorf("recover the start of model %s: no trace of it in the last %d pages of trainings, and older ones were not read; not creating another", m.ID, maxRecoveryPages)
 		}
 		page = p.Next
 	}
