@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/store"
 	"github.com/trainhook/trainhook/internal/training"
@@ -57,6 +59,17 @@ type matrixServer struct {
 	client *http.Client
 }
 
+// freshDatabase is a new, empty database for one server: a SQLite file, or
+// with TRAINHOOK_TEST_APP_DB=postgres a new database on the test PostgreSQL
+// server, as app_test.go's testDatabase (.ci/run runs this package both ways).
+func freshDatabase(t *testing.T, file string) string {
+	t.Helper()
+	if os.Getenv("TRAINHOOK_TEST_APP_DB") == "postgres" {
+		return pgtest.URL(t)
+	}
+	return filepath.Join(t.TempDir(), file)
+}
+
 func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 	t.Helper()
 	sim, err := fakereplicate.New(fakereplicate.Options{Token: matrixSimToken, Secret: matrixSecret, Duration: time.Hour})
@@ -69,7 +82,7 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 	}
 	t.Cleanup(func() { sim.Close() })
 	vars := map[string]string{
-		"DATABASE_URL": filepath.Join(t.TempDir(), "matrix.db"), "ADDR": "127.0.0.1:0",
+		"DATABASE_URL": freshDatabase(t, "matrix.db"), "ADDR": "127.0.0.1:0",
 		"REPLICATE_WEBHOOK_SECRET": matrixSecret, "TRAINHOOK_API_TOKEN": matrixAPIToken,
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": matrixSimToken, "TRAINHOOK_WEBHOOKS": "off",
 		// Nothing is due a poll during the test, so the database changes

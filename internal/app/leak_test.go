@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +46,7 @@ func TestNoGoroutineLeftAfterStop(t *testing.T) {
 			addr := l.Addr().String()
 			l.Close()
 			vars := map[string]string{
-				"DATABASE_URL": filepath.Join(t.TempDir(), "leak.db"), "ADDR": addr, "APP_URL": "http://" + addr,
+				"DATABASE_URL": freshDatabase(t, "leak.db"), "ADDR": addr, "APP_URL": "http://" + addr,
 				"TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
 				"REPLICATE_WEBHOOK_SECRET": sim.Key().String(), "TRAINHOOK_POLL_INTERVAL": "100ms", "TRAINHOOK_RECONCILE_AFTER": "1s",
 			}
@@ -70,8 +69,6 @@ func TestNoGoroutineLeftAfterStop(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			// Closing the simulator closes the connections trainhook's
-			// Replicate client keeps alive (TestReplicateConnectionsClosedOnStop).
 			sim.Close()
 			goleak.VerifyNone(t, before)
 		})
@@ -79,15 +76,10 @@ func TestNoGoroutineLeftAfterStop(t *testing.T) {
 }
 
 // When Run returns, the Replicate client's keep-alive connections are
-// closed too, not left to the peer or to the transport's 90 s idle timeout.
-//
-// BUG (minor): App.Run stops the HTTP server, the poller, the writer and the
-// database, but never closes the idle connections of a.Client's transport
-// (replicate.NewClient clones http.DefaultTransport): each stopped App leaves
-// a connection and its two goroutines (persistConn readLoop and writeLoop)
-// until Replicate closes it. Harmless for `trainhook serve`, which exits; it
-// adds up for anything that starts and stops Apps in one process (tests, the
-// demo). Fix: a Client.CloseIdleConnections method called at the end of Run.
+// closed too, not left to the peer or to the transport's 90 s idle timeout
+// (each would keep a connection and two goroutines alive in a process that
+// starts and stops Apps: tests, the demo). Found by this test; fixed by
+// closing them at the end of Run.
 func TestReplicateConnectionsClosedOnStop(t *testing.T) {
 	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_leak", Duration: time.Hour})
 	if err != nil {
@@ -100,7 +92,7 @@ func TestReplicateConnectionsClosedOnStop(t *testing.T) {
 	defer sim.Close()
 	simGoroutines := goleak.IgnoreCurrent()
 	vars := map[string]string{
-		"DATABASE_URL": filepath.Join(t.TempDir(), "leak.db"), "ADDR": "127.0.0.1:0", "TRAINHOOK_WEBHOOKS": "off",
+		"DATABASE_URL": freshDatabase(t, "leak.db"), "ADDR": "127.0.0.1:0", "TRAINHOOK_WEBHOOKS": "off",
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
 	}
 	cfg, err := config.Load(func(k string) string { return vars[k] })

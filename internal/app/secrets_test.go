@@ -120,7 +120,7 @@ func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App,
 	addr := l.Addr().String()
 	l.Close()
 	vars := map[string]string{
-		"DATABASE_URL": filepath.Join(t.TempDir(), "secrets.db"), "ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": "on",
+		"DATABASE_URL": freshDatabase(t, "secrets.db"), "ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": "on",
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": secretRepToken, "REPLICATE_WEBHOOK_SECRET": secretSigningKey,
 		"TRAINHOOK_API_TOKEN": secretAPIToken, "TRAINHOOK_SECRET_KEY": secretTokenKey,
 		"TRAINHOOK_POLL_INTERVAL": "100ms", "TRAINHOOK_RECONCILE_AFTER": "1s", "TRAINHOOK_LOG_LEVEL": "debug",
@@ -134,12 +134,13 @@ func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App,
 		t.Fatal(err)
 	}
 	tr.add("config dump (%v, %+v, %#v)", []byte(fmt.Sprintf("%v\n%+v\n%#v", cfg, cfg, cfg)))
-	log, flushLog := NewLogger(cfg, tr)
-	defer flushLog()
+	// The log is buffered: closeLog writes out what is left, after Run.
+	log, closeLog := NewLogger(cfg, tr)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := Start(ctx, cfg, log)
 	if err != nil {
 		cancel()
+		closeLog()
 		sim.Close()
 		t.Fatal(err)
 	}
@@ -150,6 +151,7 @@ func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App,
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
+		closeLog()
 		sim.Close()
 	}
 }
@@ -337,10 +339,10 @@ func TestSecretsNotInStartupErrors(t *testing.T) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		log, flushLog := NewLogger(cfg, tr)
-		defer flushLog()
+		log, closeLog := NewLogger(cfg, tr)
 		a, err := Start(ctx, cfg, log)
 		cancel()
+		closeLog()
 		if err == nil {
 			t.Errorf("%s: started", c.name)
 			a.Service.Close()

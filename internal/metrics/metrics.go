@@ -167,13 +167,27 @@ func labelString(names, values []string) string {
 }
 
 // WriteTo writes every series in the Prometheus text exposition format.
+// Gauge functions run without the registry's lock held, so they may read
+// counters of the same registry.
 func (r *Registry) WriteTo(w io.Writer) (int64, error) {
+	r.mu.Lock()
+	order := append([]string(nil), r.order...)
+	gauges := make(map[string]func() float64, len(r.gauges))
+	for k, v := range r.gauges {
+		gauges[k] = v
+	}
+	r.mu.Unlock()
+	values := make(map[string]float64, len(gauges))
+	for name, f := range gauges {
+		values[name] = f()
+	}
+
 	var b strings.Builder
 	r.mu.Lock()
-	for _, name := range r.order {
+	for _, name := range order {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, r.help[name], name, r.kind[name])
-		if f, ok := r.gauges[name]; ok {
-			fmt.Fprintf(&b, "%s %s\n", name, formatFloat(f()))
+		if v, ok := values[name]; ok {
+			fmt.Fprintf(&b, "%s %s\n", name, formatFloat(v))
 			continue
 		}
 		keys := make([]string, 0, len(r.series[name]))

@@ -15,6 +15,8 @@ func TestExposition(t *testing.T) {
 	h.Observe(5 * time.Millisecond)
 	h.Observe(50 * time.Millisecond)
 	r.GaugeFunc("trainhook_up", "Up.", func() float64 { return 1 })
+	// A gauge may read the registry's own counters (this deadlocked once).
+	r.GaugeFunc("trainhook_ratio", "Ratio.", func() float64 { return float64(c.Total()) })
 	var b strings.Builder
 	if _, err := r.WriteTo(&b); err != nil {
 		t.Fatal(err)
@@ -28,6 +30,7 @@ func TestExposition(t *testing.T) {
 		`trainhook_intake_seconds_bucket{le="+Inf"} 2`,
 		`trainhook_intake_seconds_count 2`,
 		`trainhook_up 1`,
+		`trainhook_ratio 3`,
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in\n%s", want, b.String())

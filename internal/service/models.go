@@ -184,15 +184,26 @@ func (s *Service) Models(ctx context.Context, f store.ModelFilter) ([]training.M
 		return nil, "", errorf(Invalid, "q is longer than %d characters", maxQueryLength)
 	}
 	want := f.Limit
-	f.Limit++ // one more tells whether there is a next page
+	f.Limit = min(want+1, MaxPage) // one more tells whether there is a next page
 	ms, err := s.store.ListModels(ctx, f)
 	if err != nil {
 		return nil, "", fmt.Errorf("list models: %w", err)
 	}
 	next := ""
-	if len(ms) > want {
+	switch {
+	case len(ms) > want:
 		ms = ms[:want]
 		next = ms[want-1].ID
+	case len(ms) == want && want == MaxPage:
+		// The store returns at most MaxPage: ask whether one more exists.
+		f.Before, f.Limit = ms[want-1].ID, 1
+		more, err := s.store.ListModels(ctx, f)
+		if err != nil {
+			return nil, "", fmt.Errorf("list models: %w", err)
+		}
+		if len(more) > 0 {
+			next = ms[want-1].ID
+		}
 	}
 	if ms == nil {
 		ms = []training.Model{}

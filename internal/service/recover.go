@@ -60,6 +60,16 @@ const maxRecoveryPages = 200
 // RecoverStart finishes a start whose outcome is unknown (the process died,
 // or the create's answer was lost): it lists recent trainings and binds the
 // one created for this model; only if there is none does it create it.
+//
+// A list result does not say which model a training was made for (it has no
+// destination, and omits the webhook URL), so candidates are those with the
+// model's trainer and input that no other model tracks, and each is fetched
+// whole: its webhook URL (webhook mode) or its output version (once
+// succeeded) names the model or destination, which settles it. If several
+// candidates remain that nothing tells apart (the same input trained into
+// several destinations, in polling mode), it binds none and tries again
+// later rather than guess: a wrong guess would give each model the other's
+// weights.
 func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.Model, error) {
 	if s.replicate == nil {
 		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")
@@ -68,8 +78,9 @@ func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.
 	if err := s.Reschedule(ctx, m.ID, s.now().Add(startLease)); err != nil {
 		return m, err
 	}
+	var candidates []replicate.Training
 	page := ""
-	for i := 0; i < maxRecoveryPages; i++ {
+	for i := 0; ; i++ {
 		p, err := s.replicate.ListTrainings(ctx, page)
 		if err != nil {
 			return m, fmt.Errorf("list trainings to recover the start of model %s: %w", m.ID, err)
@@ -80,20 +91,9 @@ func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.
 				older = true
 				continue
 			}
-			if !s.createdFor(m, t) {
-				continue
+			if s.mayBeFor(m, t) {
+				candidates = append(candidates, t)
 			}
-			obs := t.Observation(training.SourcePoll, "recover", s.now())
-			obs.ModelID = m.ID
-			res, err := s.Observe(ctx, obs)
-			if err != nil {
-				return m, err
-			}
-			if res.Outcome == OutcomeRefused || res.Model == nil {
-				continue // tracked by another model: not ours
-			}
-			s.log.Info("start recovered: found the training created for the model", "model_id", m.ID, "training_id", t.ID)
-			return *res.Model, nil
 		}
 		if older || p.Next == "" {
 			break
@@ -103,22 +103,108 @@ func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.
 		}
 		page = p.Next
 	}
-	s.log.Info("start recovered: no training was created, creating it now", "model_id", m.ID)
-	return s.create(ctx, m)
+
+	var plausible []replicate.Training
+	for _, c := range candidates {
+		if owner, err := s.trackedBy(ctx, c.ID); err != nil {
+			return m, err
+		} else if owner != "" && owner != m.ID {
+			continue
+		}
+		t, err := s.replicate.GetTraining(ctx, c.ID)
+		if err != nil {
+			return m, fmt.Errorf("get candidate training %s of model %s: %w", c.ID, m.ID, err)
+		}
+		switch s.madeFor(m, t) {
+		case yes:
+			return s.bindRecovered(ctx, m, t)
+		case maybe:
+			plausible = append(plausible, t)
+		}
+	}
+	switch len(plausible) {
+	case 0:
+		s.log.Info("start recovered: no training was created, creating it now", "model_id", m.ID)
+		return s.create(ctx, m)
+	case 1:
+		return s.bindRecovered(ctx, m, plausible[0])
+	}
+	return m, fmt.Errorf("recover the start of model %s: %d trainings with its trainer and input, for other destinations too, and nothing tells them apart yet; trying again later", m.ID, len(plausible))
 }
 
-// createdFor reports whether t looks like the training a start of m made.
-// In webhook mode the webhook URL names the model, which is conclusive;
-// otherwise trainer and input must match exactly.
-func (s *Service) createdFor(m training.Model, t replicate.Training) bool {
-	if t.Webhook != "" {
-		return strings.Contains(t.Webhook, "model="+m.ID+"&")
+func (s *Service) bindRecovered(ctx context.Context, m training.Model, t replicate.Training) (training.Model, error) {
+	obs := t.Observation(training.SourcePoll, "recover", s.now())
+	obs.ModelID = m.ID
+	res, err := s.Observe(ctx, obs)
+	if err != nil {
+		return m, err
+	}
+	if res.Outcome == OutcomeRefused || res.Model == nil {
+		return m, fmt.Errorf("recover the start of model %s: training %s was taken meanwhile (%v); trying again later", m.ID, t.ID, res.Refusal)
+	}
+	s.log.Info("start recovered: found the training created for the model", "model_id", m.ID, "training_id", t.ID)
+	return *res.Model, nil
+}
+
+// trackedBy returns the id of the model that tracks a training id, "" if none.
+func (s *Service) trackedBy(ctx context.Context, trainingID string) (string, error) {
+	var id string
+	err := s.store.Write(ctx, func(tx store.Tx) error {
+		m, err := tx.ModelByTrainingID(ctx, trainingID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		id = m.ID
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("look up training %s: %w", trainingID, err)
+	}
+	return id, nil
+}
+
+// mayBeFor reports whether a listed training could be the one a start of m
+// made: the same trainer (and version, when the model names one) and input.
+func (s *Service) mayBeFor(m training.Model, t replicate.Training) bool {
+	if t.Webhook != "" && !strings.Contains(t.Webhook, "model="+m.ID+"&") {
+		return false
 	}
 	ref, version, hasVersion := strings.Cut(m.Trainer, ":")
 	if t.Model != "" && t.Model != ref || hasVersion && t.Version != "" && t.Version != version {
 		return false
 	}
 	return sameJSON(m.Input, t.Input)
+}
+
+type answer int
+
+const (
+	no answer = iota
+	maybe
+	yes
+)
+
+// madeFor says whether a whole training was made for m: its webhook URL
+// names the model that started it, and a succeeded training's output
+// version names its destination.
+func (s *Service) madeFor(m training.Model, t replicate.Training) answer {
+	if t.Webhook != "" {
+		if strings.Contains(t.Webhook, "model="+m.ID+"&") {
+			return yes
+		}
+		return no
+	}
+	var out replicate.TrainingOutput
+	if len(t.Output) > 0 && json.Unmarshal(t.Output, &out) == nil && out.Version != "" {
+		if strings.HasPrefix(out.Version, m.Destination+":") {
+			return yes
+		}
+		return no
+	}
+	if !s.mayBeFor(m, t) {
+		return no
+	}
+	return maybe
 }
 
 func sameJSON(a, b json.RawMessage) bool {

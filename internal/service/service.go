@@ -432,9 +432,9 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 		}
 		if !next.Status.Terminal() && s.nextCheck != nil {
 			next.NextCheckAt = s.nextCheck(next, now, obs.Source)
-			if obs.Source == training.SourcePoll {
-				next.CheckAttempts++
-			}
+		}
+		if obs.Source == training.SourcePoll {
+			next.CheckAttempts = 0 // it counts failed checks in a row; this one worked
 		}
 		err := tx.UpdateModel(ctx, &next)
 		if errors.Is(err, store.ErrStale) && attempt < 5 {

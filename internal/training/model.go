@@ -34,8 +34,10 @@ type Model struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 
 	// Polling state; it lives in the database so a restart loses nothing.
-	NextCheckAt   *time.Time `json:"next_check_at,omitempty"`
-	CheckAttempts int        `json:"check_attempts,omitempty"`
+	NextCheckAt *time.Time `json:"next_check_at,omitempty"`
+	// CheckAttempts counts the checks in a row that failed (Replicate
+	// unreachable, 404, rate limited); it sets the backoff of the next.
+	CheckAttempts int `json:"check_attempts,omitempty"`
 
 	// Version increases on every write; updates are conditional on it, so two
 	// writers racing on one record cannot both win.

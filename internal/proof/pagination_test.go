@@ -1,0 +1,91 @@
+package proof
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/service"
+)
+
+// Paging through GET /api/models with the largest page the API allows
+// (limit=1000) reaches every model.
+//
+// BUG: service.Models (internal/service/models.go) asks the store for
+// limit+1 rows to learn whether there is a next page, but both stores clamp
+// a ListModels limit to MaxLimit = 1000 (internal/store/sqlite/read.go and
+// internal/store/postgres/read.go, clampLimit). With limit=1000 the store
+// returns exactly 1000 rows, so the answer never carries next_cursor and a
+// client paging with the documented maximum silently stops after the first
+// 1,000 models. (The soak pages with limit=500 for this reason.) Suggested
+// fix: let the stores return up to MaxLimit+1 rows, or cap the API's limit
+// at MaxLimit-1.
+func TestLargestPageHasANextCursor(t *testing.T) {
+	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "pages.db"), "ADDR": "127.0.0.1:0"}
+	cfg, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	const n = 1001
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 32 {
+				if _, _, err := a.Service.Register(ctx, service.RegisterRequest{TrainingID: fmt.Sprintf("page-%04d", i)}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	seen, cursor := 0, ""
+	for page := 0; page < 5; page++ {
+		resp, err := client.Get(a.URL + "/api/models?limit=1000&cursor=" + cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Models     []json.RawMessage `json:"models"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(p.Models)
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if seen != n {
+		t.Errorf("paging with limit=1000 saw %d of %d models", seen, n)
+	}
+}

@@ -1,0 +1,223 @@
+package proof
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+// Two starts in doubt with the same trainer and input but different
+// destinations (one dataset trained into two models) each get the training
+// created for them, not each other's.
+//
+// This crossed them once: recovery bound the first listed training with the
+// same trainer and input, and list results carry no webhook URL. Now each
+// candidate is fetched whole (its webhook URL names the model in webhook
+// mode; a succeeded one's output names its destination), and indistinct
+// candidates are left alone until something tells them apart.
+func TestRecoveredStartsAreNotCrossed(t *testing.T) {
+	for _, mode := range []string{"off", "on"} {
+		t.Run("webhooks "+mode, func(t *testing.T) {
+			// Long trainings: recovery runs before the first webhook could
+			// bind a training to its model.
+			sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_recover", Duration: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			simURL, err := sim.Start("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sim.Close()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.Addr().String()
+			l.Close()
+			vars := map[string]string{
+				"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "ADDR": addr, "APP_URL": "http://" + addr,
+				"TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_recover",
+				"REPLICATE_WEBHOOK_SECRET": sim.Key().String(), "TRAINHOOK_POLL_INTERVAL": "100ms",
+			}
+			cfg, err := config.Load(func(k string) string { return vars[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			a, err := app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+
+			// Both creates reach Replicate; both answers are lost.
+			if err := sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.create", Status: 502, Count: 2, After: true}); err != nil {
+				t.Fatal(err)
+			}
+			var models []training.Model
+			for _, dest := range []string{"dataset-into-a", "dataset-into-b"} {
+				m, _, err := a.Service.Start(ctx, service.StartRequest{
+					Trainer:     fakereplicate.FluxTrainer + ":" + fakereplicate.FluxTrainerVersion,
+					Destination: fakereplicate.DefaultUsername + "/" + dest,
+					Input:       json.RawMessage(`{"input_images":"https://example.com/one-dataset.zip","steps":1000}`),
+				})
+				var se *service.Error
+				if !errors.As(err, &se) || se.Kind != service.Upstream || m.Status != training.Pending {
+					t.Fatalf("start into %s: %+v, %v; want a start in doubt", dest, m, err)
+				}
+				models = append(models, m)
+			}
+			if mode == "off" {
+				// In polling mode nothing in a running training tells the two
+				// apart, so trainhook binds neither until one does: a
+				// succeeded training's output names its destination.
+				time.Sleep(2 * time.Second)
+				for _, m := range models {
+					if got, _ := a.Store.GetModel(ctx, m.ID); got.TrainingID != "" {
+						t.Fatalf("model %s was bound to %s while the candidates were indistinguishable", m.ID, got.TrainingID)
+					}
+				}
+				for _, tr := range sim.Trainings() {
+					if err := sim.Complete(tr.ID, "succeeded", ""); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for _, m := range models {
+				for {
+					got, err := a.Store.GetModel(ctx, m.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got.TrainingID != "" {
+						truth, _ := sim.Training(got.TrainingID)
+						if truth.Destination != m.Destination {
+							t.Errorf("model %s (destination %s) was bound to training %s, which trains %s", m.ID, m.Destination, got.TrainingID, truth.Destination)
+						}
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("model %s was not recovered", m.ID)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			if n := len(sim.Trainings()); n != 2 {
+				t.Errorf("%d trainings, want 2", n)
+			}
+		})
+	}
+}
+
+// A start in doubt whose training exists is found however many trainings
+// the account started since, and never created a second time.
+//
+// BUG: service.RecoverStart (internal/service/recover.go) reads at most
+// maxRecoveryPages = 5 list pages (500 trainings, newest first) and then
+// creates the training again. A start is recovered only after its lease
+// (startLease, 3 minutes) when the process died mid-create, or RecoverAfter
+// when the answer was lost; an account starting more than 500 trainings in
+// that time gets a second training for the model — the "one model never gets
+// two trainings" promise fails (the soak saw it: 14 models with two trainings
+// in polling mode, 1 in webhook mode, out of 10,000 with kills every 5–20 s).
+// Suggested fix: page back until a training older than the model's
+// created_at (minus clock skew) is seen, instead of a fixed page count; the
+// list is newest first, so that bounds the scan by the trainings started
+// since, not by a constant.
+func TestRecoveryLooksPastFivePages(t *testing.T) {
+	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_recover", Duration: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simURL, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	vars := map[string]string{
+		"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "ADDR": "127.0.0.1:0", "TRAINHOOK_WEBHOOKS": "off",
+		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_recover",
+		// Recovery starts 10 s after the lost answer (2 × the interval).
+		"TRAINHOOK_POLL_INTERVAL": "5s",
+	}
+	cfg, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	if err := sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.create", Status: 502, After: true}); err != nil {
+		t.Fatal(err)
+	}
+	dest := fakereplicate.DefaultUsername + "/recover-deep"
+	m, _, err := a.Service.Start(ctx, service.StartRequest{
+		Trainer: fakereplicate.FluxTrainer + ":" + fakereplicate.FluxTrainerVersion, Destination: dest,
+		Input: json.RawMessage(`{"input_images":"https://example.com/deep.zip"}`),
+	})
+	if m.Status != training.Pending || err == nil {
+		t.Fatalf("want a start in doubt: %+v %v", m, err)
+	}
+	// Meanwhile the account starts 600 other trainings (other apps, other users).
+	other, err := replicate.NewClient(replicate.ClientOptions{BaseURL: simURL, Token: "r8_recover", RateLimit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateModel(ctx, replicate.CreateModelRequest{Owner: fakereplicate.DefaultUsername, Name: "busy", Visibility: "private", Hardware: "cpu"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 600; i++ {
+		if _, err := other.CreateTraining(ctx, fakereplicate.FluxTrainer+":"+fakereplicate.FluxTrainerVersion, replicate.CreateTrainingRequest{
+			Destination: fakereplicate.DefaultUsername + "/busy", Input: json.RawMessage(`{"steps":1}`),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := a.Store.GetModel(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.TrainingID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("model %s was not recovered", m.ID)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n := 0
+	for _, tr := range sim.Trainings() {
+		if tr.Destination == dest {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the model's destination got %d trainings, want 1", n)
+	}
+}
