@@ -41,7 +41,9 @@ type Options struct {
 	// shared rate limiter paces them all.
 	Workers int
 	// Lease is how long a claimed model is hidden from other pollers
-	// (default 2m); if this one dies, it is due again afterwards.
+	// (default 30s: a check takes seconds); if this one dies, it is due
+	// again afterwards. A lease that runs out mid-check only means another
+	// poller may check the same training too, which Apply makes harmless.
 	Lease time.Duration
 	// ListThreshold: with at least this many due trainings, one list page
 	// (100 trainings per call) is read before per-training GETs (default 3).
@@ -71,7 +73,7 @@ func New(o Options) *Poller {
 		o.Workers = 4
 	}
 	if o.Lease <= 0 {
-		o.Lease = 2 * time.Minute
+		o.Lease = 30 * time.Second
 	}
 	if o.ListThreshold <= 0 {
 		o.ListThreshold = 3
