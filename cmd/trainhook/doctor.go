@@ -20,6 +20,7 @@ import (
 	"github.com/trainhook/trainhook/internal/apiclient"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/store/postgres"
 	"github.com/trainhook/trainhook/internal/store/sqlite"
 	"github.com/trainhook/trainhook/internal/webhook"
 )
@@ -715,8 +716,7 @@ func (d *doctor) checkDatabase(ctx context.Context) {
 		d.skip("database", titleDatabase, "DATABASE_URL is invalid (see Configuration)")
 		return
 	case d.cfg.DBDriver == config.DriverPostgres:
-		d.fail("database", titleDatabase, "DATABASE_URL selects PostgreSQL, which this version of trainhook does not support yet",
-			"use a SQLite file path such as DATABASE_URL=trainhook.db")
+		d.checkPostgres(ctx)
 		return
 	}
 	path := d.cfg.DBPath
@@ -744,6 +744,29 @@ func (d *doctor) checkDatabase(ctx context.Context) {
 			"run the newer trainhook release that migrated it, or restore a backup")
 	default:
 		d.pass("database", titleDatabase, fmt.Sprintf("%s: SQLite, schema version %d (up to date)", abs, applied))
+	}
+}
+
+// checkPostgres connects without migrating or changing anything.
+func (d *doctor) checkPostgres(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	where := config.RedactDatabaseURL(d.cfg.DatabaseURL)
+	applied, latest, err := postgres.Check(cctx, d.cfg.DatabaseURL)
+	switch {
+	case err != nil:
+		d.fail("database", titleDatabase, err.Error(), "check DATABASE_URL (host, port, user, password, database) and that PostgreSQL accepts connections from this machine")
+	case applied == 0:
+		d.fail("database", titleDatabase, fmt.Sprintf("%s has no trainhook schema", where),
+			"is DATABASE_URL the right database? serve migrates an empty database at start-up")
+	case applied < latest:
+		d.fail("database", titleDatabase, fmt.Sprintf("%s is at schema version %d; this trainhook expects %d", where, applied, latest),
+			"start trainhook serve (this version): it migrates the database at start-up")
+	case applied > latest:
+		d.fail("database", titleDatabase, fmt.Sprintf("%s is at schema version %d, newer than this trainhook knows (%d)", where, applied, latest),
+			"run the newer trainhook release that migrated it")
+	default:
+		d.pass("database", titleDatabase, fmt.Sprintf("%s: PostgreSQL, schema version %d (up to date)", where, applied))
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/store/postgres"
 )
 
 // doctor runs `trainhook doctor` with the server's configuration changed by
@@ -219,12 +222,27 @@ func testDoctorInvalidConfig(t *testing.T, s *stack) {
 }
 
 func testDoctorPollingPostgres(t *testing.T, s *stack) {
-	code, out := s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=", "DATABASE_URL=postgres://trainhook@127.0.0.1/trainhook")
+	// Nothing listens on port 1: the database check fails and says how to fix it.
+	code, out := s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=", "DATABASE_URL=postgres://trainhook:s3cretpw@127.0.0.1:1/trainhook")
 	if code != 1 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	expectCheck(t, out, "✘", titleHTTPS, "APP_URL is not set", "fix: set APP_URL to this server's public https URL")
 	expectCheck(t, out, "–", titleReachable, "skipped: APP_URL is not set")
-	expectCheck(t, out, "✘", titleDatabase, "PostgreSQL, which this version of trainhook does not support yet")
+	expectCheck(t, out, "✘", titleDatabase, "connect to PostgreSQL database trainhook@127.0.0.1:1/trainhook", "fix: check DATABASE_URL")
 	expectCheck(t, out, "✔", titleMode, "polling mode: APP_URL is not set")
+	if strings.Contains(out, "s3cretpw") {
+		t.Fatal("doctor printed the database password")
+	}
+	// A reachable, migrated database passes.
+	if url := os.Getenv(pgtest.EnvURL); url != "" {
+		db := pgtest.URL(t)
+		st, err := postgres.Open(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		_, out = s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=", "DATABASE_URL="+db)
+		expectCheck(t, out, "✔", titleDatabase, "PostgreSQL, schema version 1 (up to date)")
+	}
 }
