@@ -331,3 +331,34 @@ func TestKilledMidTrainingRecoversAfterRestart(t *testing.T) {
 		t.Fatalf("%d trainings", n)
 	}
 }
+
+// The README's first command: the demo starts everything and its sample
+// training reaches Ready, in both modes.
+func TestDemo(t *testing.T) {
+	for _, mode := range []string{"on", "off"} {
+		t.Run("webhooks "+mode, func(t *testing.T) {
+			cmd := exec.Command(binary, "demo", "--addr", "127.0.0.1:0", "--duration", "3s", "--webhooks", mode, "--data", t.TempDir())
+			out := &syncBuffer{mu: make(chan struct{}, 1)}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				_ = cmd.Wait()
+			}()
+			deadline := time.Now().Add(30 * time.Second)
+			for !strings.Contains(out.String(), "] Ready: new version trainhook-sim/demo-portrait-lora:") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the demo's training did not reach Ready in 30s:\n%s", out.String())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			for _, want := range []string{"dashboard:  http://127.0.0.1:", "Started a sample training", "] Training", "trained_model.tar"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("demo output lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
