@@ -140,7 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.budget, "budget", 3000, "TRAINHOOK_API_RATE_LIMIT: requests per minute trainhook may send; the soak fails if any 60 s window holds more")
 	fs.IntVar(&o.simRateLimit, "sim-rate-limit", 0, "the simulator's rate limit per minute, beyond which it answers 429 (default: 3/5 of --budget, so that 429s are forced once trainhook is busy; -1 for none)")
 	fs.DurationVar(&o.inject429Every, "inject-429-every", 7*time.Second, "also inject a few 429s (retry_after 1-2 s) at this interval; 0 for never")
-	fs.IntVar(&o.concurrency, "concurrency", 32, "API clients starting trainings at once")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "API clients starting trainings at once (each start in flight when trainhook is killed becomes a start in doubt, recovered minutes later)")
 	fs.Float64Var(&o.startRate, "start-rate", 0, "starts per second at most (0: as fast as the clients and trainhook's API budget allow, which leaves polling little of the budget)")
 	fs.Float64Var(&o.cancelRate, "cancel-rate", 0.1, "share of trainings canceled mid-run through POST /api/models/{id}/cancel")
 	fs.Float64Var(&o.failRate, "fail-rate", 0.1, "share of trainings the simulator fails")
