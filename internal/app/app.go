@@ -173,13 +173,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		return nil, fmt.Errorf("listen on %s (set ADDR or PORT to a free address): %w", cfg.Addr, err)
 	}
 	a.URL = "http://" + dialable(a.ln.Addr())
+	if msg, open := openToOthers(cfg, a.ln.Addr()); open {
+		log.Warn(msg, "addr", a.ln.Addr().String())
+	}
 	a.http = &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// A multi-megabyte training payload over a slow link still fits;
-		// a slow-loris body does not.
-		ReadTimeout:    60 * time.Second,
-		WriteTimeout:   60 * time.Second,
+		// TRAINHOOK_READ_TIMEOUT and TRAINHOOK_WRITE_TIMEOUT (60 s each by
+		// default): a multi-megabyte training payload over a slow link
+		// still fits; a slow-loris body does not.
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   cfg.WriteTimeout,
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -266,6 +270,21 @@ func dialable(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// openToOthers reports whether the API and dashboard are open to anyone who
+// can reach the listener (no TRAINHOOK_API_TOKEN, and not loopback only),
+// with the warning to log and how to fix it.
+func openToOthers(cfg config.Config, addr net.Addr) (string, bool) {
+	if cfg.APIToken != "" {
+		return "", false
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		return "", false
+	}
+	return "TRAINHOOK_API_TOKEN is not set and trainhook listens on " + cfg.Addr + ", not on loopback only: " +
+		"anyone who can reach this port can list, start and cancel trainings, replay deliveries and use the dashboard. " +
+		"Set TRAINHOOK_API_TOKEN (for example: openssl rand -base64 32), or listen on loopback only with ADDR=127.0.0.1:<port> and PORT unset", true
 }
 
 // resolveKeys returns the signing keys the webhook endpoint accepts. In

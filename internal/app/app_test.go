@@ -456,8 +456,9 @@ func TestManagementAPI(t *testing.T) {
 			errHas             string
 		}{
 			{"GET", "/api/models?status=done", "", 400, "unknown status"},
-			{"GET", "/api/models?limit=100000", "", 400, "between 1 and 1000"},
-			{"GET", "/api/models?limit=-1", "", 400, "between 1 and 1000"},
+			{"GET", "/api/models?limit=100000", "", 400, "from 1 to 1000"},
+			{"GET", "/api/models?limit=-1", "", 400, "from 1 to 1000"},
+			{"GET", "/api/models?limit=0", "", 400, "from 1 to 1000, got \"0\""},
 			{"GET", "/api/models?cursor=nope", "", 400, "cursor"},
 			{"GET", "/api/models/does-not-exist", "", 404, "no model"},
 			{"POST", "/api/models", `{"name":"x"`, 400, "invalid JSON"},

@@ -5,8 +5,8 @@ package app
 // message, and none changing a model or its history. RELIABILITY.md lists
 // the same rows as a table; keep them in step.
 //
-// These tests are in package app (not app_test) for one reason: the slow
-// body row shortens the server's ReadTimeout, which no setting exposes.
+// This file is in package app (not app_test) because leak_test.go and
+// secrets_test.go, which are, share its helpers.
 
 import (
 	"bufio"
@@ -89,6 +89,9 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 		// only if a request changes it.
 		"TRAINHOOK_POLL_INTERVAL": "1h", "TRAINHOOK_MAX_BODY": "1MiB",
 	}
+	if readTimeout > 0 {
+		vars["TRAINHOOK_READ_TIMEOUT"] = readTimeout.String()
+	}
 	cfg, err := config.Load(func(k string) string { return vars[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -98,9 +101,6 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 	if err != nil {
 		cancel()
 		t.Fatal(err)
-	}
-	if readTimeout > 0 {
-		a.http.ReadTimeout = readTimeout
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -344,6 +344,13 @@ func TestBadInputMatrix(t *testing.T) {
 		{"API: token with a trailing space", "GET", "/api/models", http.Header{"Authorization": {"Bearer " + matrixAPIToken + "x"}}, nil, 401, "wrong API token"},
 		{"API: no token on /api/status", "GET", "/api/status", nil, nil, 401, "missing API token"},
 		{"API: no token on cancel", "POST", "/api/models/" + a.ID + "/cancel", nil, nil, 401, "missing API token"},
+		// Operations: metrics need the token; the probes stay open.
+		{"metrics: no token", "GET", "/metrics", nil, nil, 401, "missing API token"},
+		{"metrics: wrong token", "GET", "/metrics", http.Header{"Authorization": {"Bearer nope"}}, nil, 401, "wrong API token"},
+		{"metrics: token in the query string", "GET", "/metrics?token=" + matrixAPIToken, nil, nil, 401, "missing API token"},
+		{"metrics: with the token", "GET", "/metrics", http.Header{"Authorization": {"Bearer " + matrixAPIToken}}, nil, 200, "trainhook_webhook_refusals_total"},
+		{"healthz: open without a token", "GET", "/healthz", nil, nil, 200, `"ok"`},
+		{"readyz: open without a token", "GET", "/readyz", nil, nil, 200, `"ready"`},
 		// Management API: bodies.
 		{"API: invalid JSON", "POST", "/api/models", api(nil), []byte(`{"training_id":`), 400, "invalid JSON"},
 		{"API: empty body", "POST", "/api/models", api(nil), nil, 400, "empty body"},
@@ -369,11 +376,16 @@ func TestBadInputMatrix(t *testing.T) {
 		{"API: input an array", "POST", "/api/models", api(nil), []byte(`{"trainer":"a/b","destination":"c/d","input":[1]}`), 400, `"input" must be a JSON object`},
 		{"API: input over 256 KiB", "POST", "/api/models", api(nil), []byte(`{"trainer":"a/b","destination":"c/d","input":{"x":"` + strings.Repeat("a", 300<<10) + `"}}`), 400, `"input" is`},
 		// Management API: queries.
-		{"API: limit 0 (means the default)", "GET", "/api/models?limit=0", api(nil), nil, 200, ""},
-		{"API: limit -1", "GET", "/api/models?limit=-1", api(nil), nil, 400, "between 1 and 1000"},
-		{"API: limit 1001", "GET", "/api/models?limit=1001", api(nil), nil, 400, "between 1 and 1000"},
-		{"API: limit beyond int64", "GET", "/api/models?limit=99999999999999999999999", api(nil), nil, 400, "whole number between 1 and 1000"},
-		{"API: limit a word", "GET", "/api/models?limit=all", api(nil), nil, 400, "whole number"},
+		{"API: limit 0", "GET", "/api/models?limit=0", api(nil), nil, 400, `limit must be a whole number from 1 to 1000, got "0"; omit it for the default page of 50`},
+		{"API: limit -1", "GET", "/api/models?limit=-1", api(nil), nil, 400, `limit must be a whole number from 1 to 1000, got "-1"`},
+		{"API: limit 1001", "GET", "/api/models?limit=1001", api(nil), nil, 400, `limit must be a whole number from 1 to 1000, got "1001"`},
+		{"API: limit beyond int64", "GET", "/api/models?limit=99999999999999999999999", api(nil), nil, 400, `limit must be a whole number from 1 to 1000, got "99999999999999999999999"`},
+		{"API: limit a word", "GET", "/api/models?limit=all", api(nil), nil, 400, `limit must be a whole number from 1 to 1000, got "all"`},
+		{"API: limit a fraction", "GET", "/api/models?limit=2.5", api(nil), nil, 400, `got "2.5"`},
+		{"API: limit with a sign", "GET", "/api/models?limit=%2B5", api(nil), nil, 200, `"models"`},
+		{"API: limit empty (the default)", "GET", "/api/models?limit=", api(nil), nil, 200, `"models"`},
+		{"API: limit 1", "GET", "/api/models?limit=1", api(nil), nil, 200, `"next_cursor"`},
+		{"API: limit 1000", "GET", "/api/models?limit=1000", api(nil), nil, 200, `"models"`},
 		{"API: cursor garbage", "GET", "/api/models?cursor=nope!", api(nil), nil, 400, "cursor is not one this server issued"},
 		{"API: cursor with SQL", "GET", "/api/models?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("m1:' OR 1=1 --                ")), api(nil), nil, 400, "cursor is not one this server issued"},
 		{"API: cursor 10 KB", "GET", "/api/models?cursor=" + strings.Repeat("A", 10<<10), api(nil), nil, 400, "cursor is not one this server issued"},
@@ -514,8 +526,8 @@ func TestHundredMegabyteBodyRefusedEarly(t *testing.T) {
 }
 
 // A client that sends its body slowly is cut off by the server's
-// ReadTimeout, and nothing is stored. trainhook's ReadTimeout is a fixed
-// 60 s (app.Start; no setting changes it), so the test shortens it to 2 s.
+// ReadTimeout, and nothing is stored. The test sets TRAINHOOK_READ_TIMEOUT
+// to 2 s (the default is 60 s).
 func TestSlowLorisBodyIsCutOff(t *testing.T) {
 	m := startMatrix(t, 2*time.Second)
 	m.register("matrix-slow")
@@ -568,4 +580,27 @@ func TestSlowLorisBodyIsCutOff(t *testing.T) {
 		return // the server closed the connection in time
 	}
 	t.Fatalf("the server was still reading a slow body after %s", time.Since(start))
+}
+
+// TRAINHOOK_READ_TIMEOUT and TRAINHOOK_WRITE_TIMEOUT reach the HTTP server
+// (the slow-loris test shows the read timeout at work).
+func TestHTTPTimeoutsFromConfig(t *testing.T) {
+	vars := map[string]string{"DATABASE_URL": freshDatabase(t, "timeouts.db"), "ADDR": "127.0.0.1:0",
+		"TRAINHOOK_READ_TIMEOUT": "7s", "TRAINHOOK_WRITE_TIMEOUT": "90s"}
+	cfg, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.http.ReadTimeout != 7*time.Second || a.http.WriteTimeout != 90*time.Second {
+		t.Errorf("server timeouts: read %s, write %s; want 7s and 1m30s", a.http.ReadTimeout, a.http.WriteTimeout)
+	}
+	if err := a.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

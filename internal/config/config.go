@@ -31,6 +31,7 @@ const (
 	MinPollInterval   = 100 * time.Millisecond
 	MinReconcileAfter = time.Second
 	MinSecretKeyLen   = 32
+	MinHTTPTimeout    = time.Second
 )
 
 // Webhook events Replicate can be asked for, in lifecycle order.
@@ -92,6 +93,13 @@ type Config struct {
 	CORSOrigins []string
 	// MaxBody is TRAINHOOK_MAX_BODY in bytes: default 10 MiB, 64 KiB to 1 GiB.
 	MaxBody int64
+	// ReadTimeout is TRAINHOOK_READ_TIMEOUT, the server's limit on reading a
+	// whole request: default 60s, at least 1s.
+	ReadTimeout time.Duration
+	// WriteTimeout is TRAINHOOK_WRITE_TIMEOUT, the server's limit from the
+	// end of a request's headers to the end of its answer: default 60s, at
+	// least ReadTimeout (net/http starts it before the body is read).
+	WriteTimeout time.Duration
 	// ReplicateToken is REPLICATE_API_TOKEN. Default unset.
 	ReplicateToken string
 	// ReplicateBaseURL is REPLICATE_BASE_URL as given, default
@@ -208,6 +216,7 @@ func Load(getenv func(string) string) (Config, error) {
 	l.apiToken(&c)
 	l.cors(&c)
 	l.maxBody(&c)
+	l.timeouts(&c)
 	l.replicate(&c)
 	c.APIRateLimit = l.intRange(EnvAPIRateLimit, 1, MaxAPIRateLimit, "requests per minute")
 	c.PollInterval = l.duration(EnvPollInterval, MinPollInterval)
@@ -631,6 +640,18 @@ func (l *loader) duration(name string, min time.Duration) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// timeouts reads the HTTP server's read and write timeouts. The write
+// timeout runs from the end of the headers, so it covers reading the body
+// too: one shorter than the read timeout would cut off the answer to a body
+// that was read in time.
+func (l *loader) timeouts(c *Config) {
+	c.ReadTimeout = l.duration(EnvReadTimeout, MinHTTPTimeout)
+	c.WriteTimeout = l.duration(EnvWriteTimeout, MinHTTPTimeout)
+	if c.ReadTimeout > 0 && c.WriteTimeout > 0 && c.WriteTimeout < c.ReadTimeout {
+		l.bad(EnvWriteTimeout, l.value(EnvWriteTimeout), fmt.Sprintf("a duration of at least TRAINHOOK_READ_TIMEOUT (%s): the time to read a request's body counts against the write timeout too", c.ReadTimeout))
+	}
 }
 
 func (l *loader) events(c *Config) {

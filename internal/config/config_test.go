@@ -53,6 +53,8 @@ func TestDefaults(t *testing.T) {
 		DBPath:           "trainhook.db",
 		Addr:             ":8080",
 		MaxBody:          10 << 20,
+		ReadTimeout:      60 * time.Second,
+		WriteTimeout:     60 * time.Second,
 		ReplicateBaseURL: "https://api.replicate.com/v1",
 		APIRateLimit:     1000,
 		PollInterval:     5 * time.Second,
@@ -97,8 +99,8 @@ func TestVarsMatchLoad(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Load reads %v\nVars lists %v", got, want)
 	}
-	if n := len(Vars()); n != 19 {
-		t.Errorf("len(Vars()) = %d, want 19", n)
+	if n := len(Vars()); n != 21 {
+		t.Errorf("len(Vars()) = %d, want 21", n)
 	}
 }
 
@@ -184,6 +186,11 @@ func TestValidValues(t *testing.T) {
 		{map[string]string{"TRAINHOOK_POLL_INTERVAL": "1m30s"}, func(c Config) any { return c.PollInterval }, 90 * time.Second},
 		{map[string]string{"TRAINHOOK_RECONCILE_AFTER": "1s"}, func(c Config) any { return c.ReconcileAfter }, time.Second},
 		{map[string]string{"TRAINHOOK_RECONCILE_AFTER": "2h"}, func(c Config) any { return c.ReconcileAfter }, 2 * time.Hour},
+		// TRAINHOOK_READ_TIMEOUT and TRAINHOOK_WRITE_TIMEOUT
+		{map[string]string{"TRAINHOOK_READ_TIMEOUT": "1s"}, func(c Config) any { return c.ReadTimeout }, time.Second},
+		{map[string]string{"TRAINHOOK_READ_TIMEOUT": "45s"}, func(c Config) any { return c.WriteTimeout }, 60 * time.Second},
+		{map[string]string{"TRAINHOOK_WRITE_TIMEOUT": "5m"}, func(c Config) any { return c.WriteTimeout }, 5 * time.Minute},
+		{map[string]string{"TRAINHOOK_READ_TIMEOUT": "2m", "TRAINHOOK_WRITE_TIMEOUT": "2m"}, func(c Config) any { return [2]time.Duration{c.ReadTimeout, c.WriteTimeout} }, [2]time.Duration{2 * time.Minute, 2 * time.Minute}},
 		// TRAINHOOK_WEBHOOK_EVENTS
 		{map[string]string{"TRAINHOOK_WEBHOOK_EVENTS": "completed"}, func(c Config) any { return c.WebhookEvents }, []string{"completed"}},
 		{map[string]string{"TRAINHOOK_WEBHOOK_EVENTS": "completed, logs ,START,output,logs"}, func(c Config) any { return c.WebhookEvents }, []string{"start", "output", "logs", "completed"}},
@@ -272,6 +279,12 @@ func TestInvalidValues(t *testing.T) {
 		{map[string]string{"TRAINHOOK_POLL_INTERVAL": "-5s"}, `TRAINHOOK_POLL_INTERVAL="-5s": want a duration of at least 100ms`},
 		{map[string]string{"TRAINHOOK_RECONCILE_AFTER": "500ms"}, `TRAINHOOK_RECONCILE_AFTER="500ms": want a duration of at least 1s`},
 		{map[string]string{"TRAINHOOK_RECONCILE_AFTER": "ten minutes"}, `TRAINHOOK_RECONCILE_AFTER="ten minutes": want a duration such as 5s, 500ms or 1m (at least 1s)`},
+		{map[string]string{"TRAINHOOK_READ_TIMEOUT": "60"}, `TRAINHOOK_READ_TIMEOUT="60": want a duration such as 5s, 500ms or 1m (at least 1s)`},
+		{map[string]string{"TRAINHOOK_READ_TIMEOUT": "500ms"}, `TRAINHOOK_READ_TIMEOUT="500ms": want a duration of at least 1s`},
+		{map[string]string{"TRAINHOOK_READ_TIMEOUT": "-1s"}, `TRAINHOOK_READ_TIMEOUT="-1s": want a duration of at least 1s`},
+		{map[string]string{"TRAINHOOK_WRITE_TIMEOUT": "forever"}, `TRAINHOOK_WRITE_TIMEOUT="forever": want a duration such as 5s, 500ms or 1m (at least 1s)`},
+		{map[string]string{"TRAINHOOK_WRITE_TIMEOUT": "0s"}, `TRAINHOOK_WRITE_TIMEOUT="0s": want a duration of at least 1s`},
+		{map[string]string{"TRAINHOOK_WRITE_TIMEOUT": "30s"}, `TRAINHOOK_WRITE_TIMEOUT="30s": want a duration of at least TRAINHOOK_READ_TIMEOUT (1m0s): the time to read a request's body counts against the write timeout too`},
 		{map[string]string{"TRAINHOOK_WEBHOOK_EVENTS": "start"}, `TRAINHOOK_WEBHOOK_EVENTS="start": want a comma-separated list of start, output, logs, completed that includes completed (trainhook needs the final status)`},
 		{map[string]string{"TRAINHOOK_WEBHOOK_EVENTS": ","}, `TRAINHOOK_WEBHOOK_EVENTS=",": want a comma-separated list of start, output, logs, completed that includes completed (trainhook needs the final status)`},
 		{map[string]string{"TRAINHOOK_WEBHOOK_EVENTS": "start,done"}, `TRAINHOOK_WEBHOOK_EVENTS="start,done": want a comma-separated list of start, output, logs, completed that includes completed (trainhook needs the final status) ("done" is not an event)`},
@@ -306,6 +319,17 @@ func TestInvalidValues(t *testing.T) {
 				t.Errorf("Load(%v): error names %s", tt.env, e.Var)
 			}
 		}
+	}
+}
+
+// Raising only the read timeout above the default write timeout is refused
+// by naming the write timeout, the one to raise with it.
+func TestWriteTimeoutCoversReadTimeout(t *testing.T) {
+	_, err := Load(env(map[string]string{"TRAINHOOK_READ_TIMEOUT": "2m"}))
+	var e *Error
+	if ps := problems(err); len(ps) != 1 || !errors.As(err, &e) || e.Var != EnvWriteTimeout ||
+		!strings.Contains(e.Error(), `TRAINHOOK_WRITE_TIMEOUT="60s": want a duration of at least TRAINHOOK_READ_TIMEOUT (2m0s)`) {
+		t.Fatalf("Load: %v", err)
 	}
 }
 

@@ -29,6 +29,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("api_token", setOrUnset(c.APIToken)),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")),
 		slog.Int64("max_body", c.MaxBody),
+		slog.Duration("read_timeout", c.ReadTimeout),
+		slog.Duration("write_timeout", c.WriteTimeout),
 		slog.String("replicate_token", setOrUnset(c.ReplicateToken)),
 		slog.String("replicate_base_url", redactURL(c.ReplicateBaseURL)),
 		slog.Int("api_rate_limit", c.APIRateLimit),

@@ -28,6 +28,8 @@ const (
 	EnvAPIToken         = "TRAINHOOK_API_TOKEN"
 	EnvCORSOrigins      = "CORS_ALLOWED_ORIGINS"
 	EnvMaxBody          = "TRAINHOOK_MAX_BODY"
+	EnvReadTimeout      = "TRAINHOOK_READ_TIMEOUT"
+	EnvWriteTimeout     = "TRAINHOOK_WRITE_TIMEOUT"
 	EnvReplicateToken   = "REPLICATE_API_TOKEN"
 	EnvReplicateBaseURL = "REPLICATE_BASE_URL"
 	EnvAPIRateLimit     = "TRAINHOOK_API_RATE_LIMIT"
@@ -53,11 +55,16 @@ var table = []Var{
 		"postgres:// or postgresql:// selects PostgreSQL."},
 	{Name: EnvPort, Description: "Port to listen on, on all interfaces (the PaaS convention). Wins over ADDR. 0 picks a free port."},
 	{Name: EnvAddr, Default: ":8080", Description: "host:port to listen on when PORT is unset, such as 127.0.0.1:8080 or :8080."},
-	{Name: EnvAPIToken, Secret: true, Description: "When set, the management API requires the header Authorization: Bearer <token>."},
+	{Name: EnvAPIToken, Secret: true, Description: "When set, the management API and /metrics require the header Authorization: Bearer <token>, and the dashboard a sign-in with it. " +
+		"Unset, they are open to anyone who can reach the port: set it unless trainhook listens on a loopback address only."},
 	{Name: EnvCORSOrigins, Description: "Comma-separated origins (scheme://host[:port], no path) whose pages may call the API from a browser. " +
 		"\"*\" is refused."},
 	{Name: EnvMaxBody, Default: "10MiB", Description: "Largest webhook or API request body: bytes, or a number with KiB, MiB, GiB (or K, M, G), KB, MB, GB. " +
 		"64KiB to 1GiB; Replicate's training webhooks carry the whole log and can be several MB."},
+	{Name: EnvReadTimeout, Default: "60s", Description: "Longest time to read a whole request, headers and body (a Go duration, at least 1s). " +
+		"A slow sender is cut off after it; raise it if large deliveries come over a slow link."},
+	{Name: EnvWriteTimeout, Default: "60s", Description: "Longest time from the end of a request's headers to the end of its answer (at least TRAINHOOK_READ_TIMEOUT, " +
+		"since reading the body counts against it). Live updates (/api/events) are not cut by it."},
 	{Name: EnvReplicateToken, Secret: true, Description: "Replicate API token (r8_...), used to poll trainings and to fetch the webhook signing key."},
 	{Name: EnvReplicateBaseURL, Default: DefaultReplicateBaseURL, Description: "Replicate API base URL; point it at `trainhook fake-replicate` to work offline. " +
 		"Kept as given (the client appends /v1 if missing)."},

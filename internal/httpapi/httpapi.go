@@ -64,7 +64,10 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.Handle("GET /metrics", a.metrics.Handler())
+	// Metrics name models' outcomes and the server's load: with a token
+	// set they need it too (Prometheus sends it with authorization:
+	// credentials). Probes stay open for load balancers and orchestrators.
+	mux.Handle("GET /metrics", a.auth(a.metrics.Handler()))
 
 	// Management API: CORS for allowed origins, then the token.
 	protect := func(h http.Handler) http.Handler { return a.cors(a.auth(h)) }

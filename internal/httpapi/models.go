@@ -132,9 +132,13 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		f.Status = st
 	}
 	if s := q.Get("limit"); s != "" {
+		// 0 is refused here: the service reads a zero Limit as "the
+		// default", which a caller who sent limit=0 did not ask for.
 		n, err := strconv.Atoi(s)
-		if err != nil {
-			a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: fmt.Sprintf("limit must be a whole number between 1 and %d", service.MaxPage)})
+		if err != nil || n < 1 || n > service.MaxPage {
+			a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: fmt.Sprintf(
+				"limit must be a whole number from 1 to %d, got %q; omit it for the default page of %d",
+				service.MaxPage, clipQuery(s), service.DefaultPage)})
 			return
 		}
 		f.Limit = n
@@ -182,4 +186,12 @@ func (a *API) getModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+// clipQuery shortens a query value quoted back in an error message.
+func clipQuery(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }

@@ -31,9 +31,11 @@ const Path = "/api/webhooks/replicate/completed"
 // answered {"outcome":"probe"} without being stored.
 const ProbePrefix = "trainhook-doctor-"
 
-// maxAudit caps how much of a refused delivery's body is kept for audit, so a
-// flood of forged requests cannot fill the disk.
-const maxAudit = 64 << 10
+// maxAudit caps how much of a refused delivery's body is kept for audit.
+// Refusals come mostly from senders that are not Replicate (unsigned,
+// forged), so each must cost little disk: the first 4 KiB show what was
+// sent, and the reason records the body's true length.
+const maxAudit = 4 << 10
 
 // Applier is what the handler needs from the service.
 type Applier interface {
@@ -134,7 +136,10 @@ func (h *Handler) Replay(ctx context.Context, d training.Delivery) Replayed {
 		req.Header.Set(replicate.HeaderSignature, d.Signature)
 	}
 	start := time.Now()
-	code, ans, got := h.intakeAt(req, h.Now(), d.ReceivedAt, d.ID)
+	// The request is rebuilt without the URL it first came to, so a
+	// delivery that was bound to a model (by its ?model=&token=, checked
+	// when it was received) stays bound to it.
+	code, ans, got := h.intakeAt(req, h.Now(), d.ReceivedAt, d.ID, d.ModelID)
 	h.Log.Info("webhook delivery replayed", "delivery_id", d.ID, "webhook_id", got.WebhookID, "training_id", got.TrainingID,
 		"code", code, "outcome", ans.Outcome, "error", ans.Error, "latency_ms", float64(time.Since(start).Microseconds())/1000)
 	return Replayed{Code: code, Outcome: ans.Outcome, ModelID: ans.ModelID, Status: ans.Status, Error: ans.Error}
@@ -142,11 +147,12 @@ func (h *Handler) Replay(ctx context.Context, d training.Delivery) Replayed {
 
 // intake returns the status code, the answer and the delivery as recorded.
 func (h *Handler) intake(r *http.Request, now time.Time, replayOf int64) (int, answer, training.Delivery) {
-	return h.intakeAt(r, now, now, replayOf)
+	return h.intakeAt(r, now, now, replayOf, "")
 }
 
-// intakeAt verifies the timestamp against verifyAt, which is now except for replays.
-func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf int64) (int, answer, training.Delivery) {
+// intakeAt verifies the timestamp against verifyAt, which is now except for
+// replays; boundModel is the model a replayed delivery was bound to.
+func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf int64, boundModel string) (int, answer, training.Delivery) {
 	d := training.Delivery{
 		WebhookID: clip(r.Header.Get(replicate.HeaderID), 200), ReceivedAt: now, ReplayOf: replayOf,
 		Timestamp: clip(r.Header.Get(replicate.HeaderTimestamp), 40), Signature: clip(r.Header.Get(replicate.HeaderSignature), 1000),
@@ -156,6 +162,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 		d.Reason = msg
 		d.Outcome = "refused"
 		if len(body) > maxAudit {
+			d.Reason += " [body " + itoa(int64(len(body))) + " bytes; the first " + itoa(maxAudit) + " kept]"
 			body = body[:maxAudit]
 		}
 		d.Payload = body
@@ -193,7 +200,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 			return refuse(http.StatusUnsupportedMediaType, "content_type", "Content-Type must be application/json, got "+clip(ct, 60), body)
 		}
 	}
-	obsModel := ""
+	obsModel := boundModel
 	if h.CheckToken != nil {
 		q := r.URL.Query()
 		if q.Has("model") || q.Has("token") {

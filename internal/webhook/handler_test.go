@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,79 @@ func TestProbeIsVerifiedNotStored(t *testing.T) {
 	}
 	if app.delivered != 0 {
 		t.Fatal("a probe reached the service")
+	}
+}
+
+// recorder keeps what the handler handed to the service.
+type recorder struct {
+	obs     []training.Observation
+	refused []training.Delivery
+}
+
+func (r *recorder) Deliver(_ context.Context, obs training.Observation, _ training.Delivery) (service.Result, error) {
+	r.obs = append(r.obs, obs)
+	return service.Result{Outcome: "applied"}, nil
+}
+func (r *recorder) RecordRefused(d training.Delivery) bool {
+	r.refused = append(r.refused, d)
+	return true
+}
+
+// A refused delivery keeps only the first 4 KiB of its body, and its reason
+// says how long the body really was, so forged requests cost little disk.
+func TestRefusedBodyAuditIsCapped(t *testing.T) {
+	key, _ := replicate.ParseKey("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	other := replicate.NewKey([]byte("another key of twenty-four bytes"))
+	rec := &recorder{}
+	h := NewHandler(Handler{Keys: replicate.Keys{key}, Service: rec, MaxBody: 1 << 20, Log: slog.New(slog.DiscardHandler)}, metrics.New())
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, size := range []int{100 << 10, 4 << 10, 300} {
+		rec.refused = nil
+		body := []byte(`{"id":"abc","status":"succeeded","logs":"` + strings.Repeat("x", size-len(`{"id":"abc","status":"succeeded","logs":""}`)) + `"}`)
+		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(string(body)))
+		other.SignRequest(req.Header, "msg_forged", time.Now(), body)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || len(rec.refused) != 1 {
+			t.Fatalf("%d bytes: got %d %s, %d refusals recorded", size, resp.StatusCode, answer, len(rec.refused))
+		}
+		d := rec.refused[0]
+		note := "[body " + strconv.Itoa(size) + " bytes; the first 4096 kept]"
+		if size > 4<<10 {
+			if len(d.Payload) != 4<<10 || string(d.Payload) != string(body[:4<<10]) || !strings.HasSuffix(d.Reason, note) {
+				t.Errorf("%d bytes: kept %d bytes, reason %q; want the first 4096 and a reason ending %q", size, len(d.Payload), d.Reason, note)
+			}
+			if strings.Contains(string(answer), "kept]") {
+				t.Errorf("the answer carries the audit note: %s", answer)
+			}
+		} else if string(d.Payload) != string(body) || strings.Contains(d.Reason, "kept]") {
+			t.Errorf("%d bytes: kept %d bytes, reason %q; want the whole body and no note", size, len(d.Payload), d.Reason)
+		}
+	}
+}
+
+// A replayed delivery stays bound to the model it was bound to when first
+// received, although the replay is not sent to the tokenized URL again.
+func TestReplayKeepsModelBinding(t *testing.T) {
+	key, _ := replicate.ParseKey("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	rec := &recorder{}
+	h := NewHandler(Handler{Keys: replicate.Keys{key}, Service: rec, MaxBody: 1 << 20, Log: slog.New(slog.DiscardHandler),
+		CheckToken: func(string, string) bool { return false }}, metrics.New())
+	body := []byte(`{"id":"abc","status":"succeeded"}`)
+	hdr := http.Header{}
+	now := time.Now()
+	key.SignRequest(hdr, "msg_1", now, body)
+	d := training.Delivery{ID: 7, WebhookID: "msg_1", ReceivedAt: now, Timestamp: hdr.Get(replicate.HeaderTimestamp),
+		Signature: hdr.Get(replicate.HeaderSignature), Payload: body, ModelID: "01model"}
+	if got := h.Replay(context.Background(), d); got.Code != http.StatusOK {
+		t.Fatalf("replay: %+v", got)
+	}
+	if len(rec.obs) != 1 || rec.obs[0].ModelID != "01model" {
+		t.Fatalf("replay delivered %+v, want one report bound to model 01model", rec.obs)
 	}
 }
