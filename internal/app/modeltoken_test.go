@@ -16,7 +16,6 @@ import (
 // then applied. A model an app registered with a bare URL keeps receiving
 // deliveries without a token.
 func TestStartedTrainingNeedsItsToken(t *testing.T) {
-	t.Skip("needs the service to refuse untokened deliveries for started trainings (RELIABILITY.md finding 12): internal/service is not this change's to edit")
 	s, sim := withSim(t, "on", fakereplicate.Options{Duration: time.Minute}, nil)
 	_, started, _ := s.startTraining(startBody("token-needed"), nil)
 	if started.TrainingID == "" {

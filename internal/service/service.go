@@ -400,6 +400,9 @@ func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observat
 			if obs.ModelID != "" && obs.ModelID != found.ID {
 				return nil, false, fmt.Errorf("training %s belongs to another model, not to model %s", obs.TrainingID, obs.ModelID), nil
 			}
+			if untokened(found, obs) {
+				return nil, false, fmt.Errorf("training %s was started by trainhook with a per-model webhook URL: a delivery for it must come to that URL, with its ?model=&token=", obs.TrainingID), nil
+			}
 			return &found, false, nil, nil
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, false, nil, fmt.Errorf("find model of training %s: %w", obs.TrainingID, err)
@@ -481,6 +484,13 @@ func (s *Service) applyHeld(ctx context.Context, tx store.Tx, m *training.Model,
 	}
 	var changed []training.Model
 	for _, obs := range held {
+		if untokened(*m, obs) {
+			// Held before the model was known, so locate could not refuse it.
+			s.deliveries.Inc(string(obs.Source), "held_refused_untokened")
+			s.log.Warn("held delivery without the model's token dropped", "model_id", m.ID,
+				"training_id", m.TrainingID, "source_ref", obs.SourceRef)
+			continue
+		}
 		next, dec, err := s.apply(ctx, tx, *m, obs, false, now)
 		if err != nil {
 			return nil, err
@@ -492,4 +502,12 @@ func (s *Service) applyHeld(ctx context.Context, tx store.Tx, m *training.Model,
 		*m = next
 	}
 	return changed, nil
+}
+
+// untokened reports a webhook delivery that came without the model's token
+// (?model=&token=) for a training trainhook started. Start always gives
+// Replicate the tokenized URL (ModelWebhookURL), and only Start sets
+// Trainer, so such a delivery was not sent by Replicate for this training.
+func untokened(m training.Model, obs training.Observation) bool {
+	return obs.ModelID == "" && obs.Source == training.SourceWebhook && m.Trainer != ""
 }
