@@ -1,0 +1,505 @@
+#!/usr/bin/env bash
+# Regenerate the whole performance report in one run, on this machine, and
+# write it as markdown to paste into BENCHMARKS.md.
+#
+# Usage: scripts/bench-report.sh [OUTPUT.md]          # about 40 minutes
+#        QUICK=1 scripts/bench-report.sh              # small N, one run: 2 minutes
+#
+# What it measures, RUNS times each, interleaved so that drift on a shared
+# machine hits every figure alike (medians in the report, every run beside):
+#   1. Webhook ingest: `trainhook serve` on a fresh SQLite file and on a fresh
+#      PostgreSQL database (one instance), cmd/ingestbench sending INGEST_N
+#      signed ~4 KB `succeeded` deliveries at each of INGEST_CONCURRENCY:
+#      deliveries/s, p50/p99, the server's peak RSS and CPU per delivery.
+#   2. Polling: cmd/lifecyclebench (simulator and trainhook on SQLite in one
+#      process) with each of LIFECYCLE_SIZES trainings in flight under a
+#      LIFECYCLE_BUDGET/min API budget: API calls per training and per
+#      minute, detection delay p50/p99, bounded by LIFECYCLE_MAX per run.
+#   3. Footprint: binary size (default flags, -ldflags="-s -w"), start-up
+#      to GET /readyz = 200 and idle RSS on a fresh SQLite file and on one
+#      with LARGE_DB_MODELS Ready models (built once with ingestbench).
+#
+# PostgreSQL: the admin URL in TRAINHOOK_TEST_POSTGRES_URL, or, when that is
+# unset, a throwaway server started (and stopped on exit) with
+# .ci/postgres.sh. POSTGRES=0 leaves PostgreSQL out.
+#
+# Environment (full defaults; QUICK=1 defaults in brackets):
+#   RUNS 3 [1]   INGEST_N 20000 [1000]   INGEST_CONCURRENCY "4 32"   PAYLOAD_BYTES 4096
+#   LIFECYCLE_SIZES "1000 10000" ["100 1000"]   LIFECYCLE_DURATION 2m [10s]
+#   LIFECYCLE_MAX 8m [50s]   LIFECYCLE_BUDGET 600   POLL_INTERVAL 5s
+#   LARGE_DB_MODELS 100000 [5000]   IDLE_WAIT 5 [2] (seconds after ready)
+#   BENCH_REPORT  output path when no argument is given (default bench-report.md)
+#   KEEP_TMP=1    keep the temporary directory (databases, logs, raw JSON)
+#
+# Everything runs on 127.0.0.1 and is bounded: every ingestbench run by
+# INGEST_MAX, every lifecyclebench run by LIFECYCLE_MAX. Servers get a clean
+# environment and a dead Replicate URL, so nothing talks to Replicate. Exits 1
+# (after writing the report) if a run failed or found a wrong model state.
+set -euo pipefail
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	RUNS=${RUNS:-1}
+	INGEST_N=${INGEST_N:-1000}
+	LIFECYCLE_SIZES=${LIFECYCLE_SIZES:-"100 1000"}
+	LIFECYCLE_DURATION=${LIFECYCLE_DURATION:-10s}
+	LIFECYCLE_MAX=${LIFECYCLE_MAX:-50s}
+	LARGE_DB_MODELS=${LARGE_DB_MODELS:-5000}
+	IDLE_WAIT=${IDLE_WAIT:-2}
+fi
+RUNS=${RUNS:-3}
+INGEST_N=${INGEST_N:-20000}
+INGEST_CONCURRENCY=${INGEST_CONCURRENCY:-"4 32"}
+INGEST_MAX=${INGEST_MAX:-5m}
+PAYLOAD_BYTES=${PAYLOAD_BYTES:-4096}
+LIFECYCLE_SIZES=${LIFECYCLE_SIZES:-"1000 10000"}
+LIFECYCLE_DURATION=${LIFECYCLE_DURATION:-2m}
+LIFECYCLE_MAX=${LIFECYCLE_MAX:-8m}
+LIFECYCLE_BUDGET=${LIFECYCLE_BUDGET:-600}
+POLL_INTERVAL=${POLL_INTERVAL:-5s}
+LARGE_DB_MODELS=${LARGE_DB_MODELS:-100000}
+IDLE_WAIT=${IDLE_WAIT:-5}
+POSTGRES=${POSTGRES:-1}
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+OUT=${1:-${BENCH_REPORT:-bench-report.md}}
+
+# A fixed test key: whsec_ + base64("trainhook-bench-secret24"), as in scripts/bench-ingest.sh.
+SECRET=whsec_dHJhaW5ob29rLWJlbmNoLXNlY3JldDI0
+
+log() { printf 'bench-report: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS=$RUNS: want a positive number"
+command -v curl >/dev/null || die "needs curl"
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-report.XXXXXX")
+began=$EPOCHSECONDS
+server_pid= # the one trainhook serve running, if any
+child_pid=  # the bench process being waited for, if any
+pg_db=      # the PostgreSQL database in use, if any
+pg_started= # set when this script started PostgreSQL
+failed=0
+
+stop_server() {
+	[[ -n $server_pid ]] || return 0
+	if kill -0 "$server_pid" 2>/dev/null; then
+		kill -TERM "$server_pid" 2>/dev/null || true
+		for _ in $(seq 100); do
+			kill -0 "$server_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$server_pid" 2>/dev/null && { log "server $server_pid did not stop in 10s; killing it"; kill -KILL "$server_pid" 2>/dev/null || true; }
+	fi
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=
+}
+
+drop_db() {
+	[[ -n $pg_db ]] || return 0
+	psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
+	pg_db=
+}
+
+cleanup() {
+	local code=$?
+	trap - EXIT INT TERM
+	if [[ -n $child_pid ]]; then
+		kill -TERM "$child_pid" 2>/dev/null || true
+		wait "$child_pid" 2>/dev/null || true
+	fi
+	stop_server
+	drop_db
+	if [[ -n $pg_started ]]; then
+		bash "$root/.ci/postgres.sh" stop "$TRAINHOOK_TEST_POSTGRES_DIR" || true
+	fi
+	if [[ ${KEEP_TMP:-} == 1 ]]; then log "kept $tmp"; else rm -rf "$tmp"; fi
+	exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# run_bg CMD...: runs CMD in the background and waits for it, so a signal to
+# this script is handled at once (the trap stops CMD) rather than after it.
+run_bg() {
+	"$@" &
+	child_pid=$!
+	local status=0
+	wait "$child_pid" || status=$?
+	child_pid=
+	return "$status"
+}
+
+# A sleep without forking, for the start-up timing loop.
+mkfifo "$tmp/tick"
+exec {tick}<>"$tmp/tick"
+nap() { read -r -t "$1" -u "$tick" _ || true; }
+
+# ready PORT: whether GET /readyz on 127.0.0.1:PORT answers 200 (no fork).
+ready() {
+	local fd line=
+	{ exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+	printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd"
+	read -r -t 2 -u "$fd" line || true
+	exec {fd}>&-
+	[[ $line == "HTTP/"*" 200"* ]]
+}
+
+# free_port prints a port nothing on 127.0.0.1 listens on, below the
+# kernel's ephemeral range where it can, so that no client connection of a
+# bench holds it as its local port.
+free_port() {
+	local low port span=40000
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
+	((low > 21000)) && span=$((low - 20000))
+	for _ in $(seq 50); do
+		port=$((20000 + RANDOM % span))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# start_server DATABASE_URL LOG: starts `trainhook serve` on a free port in
+# a clean environment (port in $port, pid in $server_pid), waits until
+# GET /readyz answers 200 and sets $startup_ms to the time that took from
+# just before the fork. A port taken between the check and the bind is
+# retried with another.
+start_server() {
+	local attempt t0 t1 limit
+	for attempt in 1 2 3 4 5; do
+		port=$(free_port)
+		t0=$EPOCHREALTIME
+		env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$1" ADDR="127.0.0.1:$port" \
+			REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
+			TRAINHOOK_LOG_FORMAT=json "$tmp/trainhook" serve >"$2" 2>&1 &
+		server_pid=$!
+		limit=$((EPOCHSECONDS + READY_TIMEOUT))
+		until ready "$port"; do
+			if ! kill -0 "$server_pid" 2>/dev/null; then
+				wait "$server_pid" 2>/dev/null || true
+				server_pid=
+				if ((attempt < 5)) && grep -q 'address already in use' "$2"; then
+					log "port $port was taken; trying another"
+					continue 2
+				fi
+				tail -n 20 "$2" >&2
+				die "trainhook serve exited before it was ready (log above)"
+			fi
+			((EPOCHSECONDS < limit)) || { tail -n 20 "$2" >&2; die "GET /readyz did not answer 200 within ${READY_TIMEOUT}s"; }
+			nap 0.005
+		done
+		t1=$EPOCHREALTIME
+		startup_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+		return
+	done
+}
+
+# dur_seconds DURATION: a Go duration such as 8m, 50s or 1m30s in whole seconds.
+dur_seconds() {
+	local s=$1 total=0
+	while [[ $s =~ ^([0-9]+)([hms])(.*)$ ]]; do
+		case ${BASH_REMATCH[2]} in
+		h) total=$((total + BASH_REMATCH[1] * 3600)) ;;
+		m) total=$((total + BASH_REMATCH[1] * 60)) ;;
+		s) total=$((total + BASH_REMATCH[1])) ;;
+		esac
+		s=${BASH_REMATCH[3]}
+	done
+	[[ -z $s ]] || die "$1: want a duration such as 8m, 50s or 1m30s"
+	echo "$total"
+}
+
+lifecycle_max_s=$(dur_seconds "$LIFECYCLE_MAX") || exit 1
+dur_seconds "$LIFECYCLE_DURATION" >/dev/null || exit 1
+
+# vmrss PID: resident set size in bytes.
+vmrss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
+
+# num FILE KEY: the first number of "KEY" in a one-line JSON result.
+num() { grep -o "\"$2\":[-0-9.eE+]*" "$1" 2>/dev/null | head -n 1 | cut -d: -f2; }
+# flag FILE KEY: whether "KEY":true is in a JSON result.
+flag() { grep -q "\"$2\":true" "$1" 2>/dev/null; }
+
+# median: the median of the numbers on stdin ("" if none).
+median() {
+	grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# fmt_int N: 12,345 (rounded).
+fmt_int() {
+	[[ -n $1 ]] || { echo "n/a"; return; }
+	awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o }'
+}
+# fmt FORMAT N: printf, or n/a for nothing.
+fmt() { if [[ -n $2 ]]; then awk -v f="$1" -v n="$2" 'BEGIN { printf f, n }'; else echo "n/a"; fi; }
+mib() { if [[ -n $1 ]]; then awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; else echo "n/a"; fi; }
+
+# The commands the report lists, each once, in the order first run.
+commands=()
+note_command() {
+	local c
+	for c in "${commands[@]}"; do [[ $c == "$1" ]] && return; done
+	commands+=("$1")
+}
+
+cd "$root"
+log "writing $OUT; temporary files in $tmp"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- Build -------------------------------------------------------------------
+log "building"
+go build -o "$tmp/trainhook" ./cmd/trainhook
+go build -ldflags="-s -w" -o "$tmp/trainhook-stripped" ./cmd/trainhook
+go build -o "$tmp/ingestbench" ./cmd/ingestbench
+go build -o "$tmp/lifecyclebench" ./cmd/lifecyclebench
+note_command 'go build -o trainhook ./cmd/trainhook; go build -ldflags="-s -w" -o trainhook-stripped ./cmd/trainhook'
+size_default=$(stat -c %s "$tmp/trainhook")
+size_stripped=$(stat -c %s "$tmp/trainhook-stripped")
+
+# --- PostgreSQL --------------------------------------------------------------
+dbs=(sqlite)
+pg_version=
+if [[ $POSTGRES == 1 ]]; then
+	command -v psql >/dev/null || die "needs psql for PostgreSQL (or POSTGRES=0)"
+	if [[ -z ${TRAINHOOK_TEST_POSTGRES_URL:-} ]]; then
+		log "starting PostgreSQL with .ci/postgres.sh"
+		pg_env=$(bash .ci/postgres.sh) || die ".ci/postgres.sh could not start PostgreSQL"
+		eval "$pg_env"
+		pg_started=1
+	fi
+	ADMIN=$TRAINHOOK_TEST_POSTGRES_URL
+	pg_version=$(psql -tA "$ADMIN" -c 'SHOW server_version' | awk '{ print $1 }')
+	dbs+=(postgres)
+fi
+# pg_url DB: the admin URL with its database replaced.
+pg_url() { echo "$ADMIN" | sed -E "s#^(postgres(ql)?://[^/]+)/[^?]*#\1/$1#"; }
+
+mkdir -p "$tmp/ingest" "$tmp/lifecycle" "$tmp/footprint"
+ingest_cmd='ingestbench --url http://127.0.0.1:PORT --secret $SECRET --n %s --concurrency C --payload-bytes %s --duration-max %s --pid SERVER_PID --json'
+
+# --- The runs ----------------------------------------------------------------
+for run in $(seq "$RUNS"); do
+	# 1. Webhook ingest.
+	for db in "${dbs[@]}"; do
+		for c in $INGEST_CONCURRENCY; do
+			id=$db-c$c-run$run
+			if [[ $db == sqlite ]]; then
+				url=$tmp/$id.db
+				note_command "DATABASE_URL=\$(mktemp -d)/bench.db ADDR=127.0.0.1:PORT REPLICATE_WEBHOOK_SECRET=\$SECRET TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL=http://127.0.0.1:9/v1 trainhook serve"
+			else
+				pg_db=trainhook_report_${run}_${c}_$RANDOM
+				psql -q "$ADMIN" -c "CREATE DATABASE $pg_db" >/dev/null
+				url=$(pg_url "$pg_db")
+				note_command "psql \$ADMIN -c 'CREATE DATABASE fresh'; DATABASE_URL=postgres://.../fresh (same variables) trainhook serve"
+			fi
+			start_server "$url" "$tmp/ingest/$id.server.log"
+			log "run $run/$RUNS: ingest, $db, concurrency $c, N=$INGEST_N"
+			# shellcheck disable=SC2059
+			note_command "$(printf "$ingest_cmd" "$INGEST_N" "$PAYLOAD_BYTES" "$INGEST_MAX")  # C in: $INGEST_CONCURRENCY"
+			status=0
+			run_bg timeout -k 5 900 "$tmp/ingestbench" --url "http://127.0.0.1:$port" --secret "$SECRET" \
+				--n "$INGEST_N" --concurrency "$c" --payload-bytes "$PAYLOAD_BYTES" --duration-max "$INGEST_MAX" \
+				--pid "$server_pid" --json >"$tmp/ingest/$id.json" 2>"$tmp/ingest/$id.log" || status=$?
+			stop_server
+			drop_db
+			if [[ $status != 0 ]] || ! flag "$tmp/ingest/$id.json" passed; then
+				failed=1
+				log "run $run: ingest $db c$c FAILED (exit $status):"
+				tail -n 5 "$tmp/ingest/$id.log" >&2
+			fi
+		done
+	done
+
+	# 2. Polling cost and detection delay.
+	for n in $LIFECYCLE_SIZES; do
+		id=n$n-run$run
+		log "run $run/$RUNS: polling, $n trainings in flight (at most $LIFECYCLE_MAX)"
+		note_command "lifecyclebench --mode polling --n N --duration $LIFECYCLE_DURATION --budget $LIFECYCLE_BUDGET --poll-interval $POLL_INTERVAL --max $LIFECYCLE_MAX --json  # N in: $LIFECYCLE_SIZES"
+		status=0
+		run_bg timeout -k 5 $((lifecycle_max_s + 180)) "$tmp/lifecyclebench" --mode polling --n "$n" --duration "$LIFECYCLE_DURATION" --budget "$LIFECYCLE_BUDGET" \
+			--poll-interval "$POLL_INTERVAL" --max "$LIFECYCLE_MAX" --json >"$tmp/lifecycle/$id.json" 2>"$tmp/lifecycle/$id.log" || status=$?
+		if [[ ! -s $tmp/lifecycle/$id.json ]]; then
+			failed=1
+			log "run $run: lifecyclebench --n $n FAILED (exit $status):"
+			tail -n 5 "$tmp/lifecycle/$id.log" >&2
+		elif [[ $(num "$tmp/lifecycle/$id.json" wrong_or_missing_final_states) != 0 ]] || ! flag "$tmp/lifecycle/$id.json" budget_kept; then
+			failed=1
+			log "run $run: lifecyclebench --n $n found wrong final states or broke the budget"
+		fi
+	done
+done
+
+# 3. Footprint: start-up and idle RSS, fresh file and large database.
+log "building a database of $LARGE_DB_MODELS Ready models"
+note_command "ingestbench --n $LARGE_DB_MODELS --concurrency 32 ...  # once, to fill the large database"
+start_server "$tmp/large.db" "$tmp/footprint/large-build.server.log"
+run_bg timeout -k 5 1800 "$tmp/ingestbench" --url "http://127.0.0.1:$port" --secret "$SECRET" --n "$LARGE_DB_MODELS" \
+	--concurrency 32 --payload-bytes "$PAYLOAD_BYTES" --duration-max 25m --json \
+	>"$tmp/footprint/large-build.json" 2>"$tmp/footprint/large-build.log" ||
+	{ tail -n 5 "$tmp/footprint/large-build.log" >&2; die "could not build the large database"; }
+stop_server
+large_bytes=$(du -cb "$tmp"/large.db* | tail -n 1 | cut -f1)
+note_command "# start-up: time from exec of trainhook serve to the first 200 from GET /readyz (polled every 5 ms); VmRSS ${IDLE_WAIT}s later"
+for run in $(seq "$RUNS"); do
+	for kind in empty large; do
+		if [[ $kind == empty ]]; then db=$tmp/footprint/empty-$run.db; else db=$tmp/large.db; fi
+		start_server "$db" "$tmp/footprint/$kind-$run.server.log"
+		echo "$startup_ms" >>"$tmp/footprint/$kind.startup"
+		sleep "$IDLE_WAIT"
+		vmrss "$server_pid" >>"$tmp/footprint/$kind.rss"
+		stop_server
+	done
+done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+elapsed=$((EPOCHSECONDS - began))
+
+# --- The report ----------------------------------------------------------------
+# vals DIR GLOB KEY: KEY of every result file matching GLOB, one a line.
+vals() {
+	local f
+	for f in "$1"/$2; do [[ -s $f ]] && num "$f" "$3"; done
+	return 0
+}
+# runs_list DIR GLOB KEY FORMAT: every run's value, joined with " / "
+# (FORMAT int: 12,345).
+runs_list() {
+	local out=() v
+	while read -r v; do
+		if [[ $4 == int ]]; then out+=("$(fmt_int "$v")"); else out+=("$(fmt "$4" "$v")"); fi
+	done < <(vals "$1" "$2" "$3")
+	local IFS=/
+	echo "${out[*]:-n/a}" | sed 's#/# / #g'
+}
+
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- 2>/dev/null || commit="$commit (with uncommitted changes)"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+invocation="scripts/bench-report.sh"
+for v in POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
+	invocation="$v=\"${!v}\" $invocation"
+done
+
+{
+	echo "## Performance report"
+	echo
+	echo "Generated $(date -u '+%Y-%m-%d %H:%M UTC') by \`scripts/bench-report.sh\` in $((elapsed / 60)) min $((elapsed % 60)) s,"
+	echo "all figures side by side on one machine; each is the median of $RUNS run(s), the runs interleaved."
+	[[ $QUICK == 1 ]] && echo "**QUICK mode: small N and $RUNS run(s); a smoke test of the script, not figures to quote.**"
+	echo
+	echo "| machine | |"
+	echo "|---|---|"
+	echo "| CPU | $(nproc) cores, ${cpu:-unknown}, $mem |"
+	echo "| OS | $(uname -sr) |"
+	echo "| Go | $(go version | awk '{ print $3, $4 }') |"
+	echo "| commit | $commit |"
+	[[ -n $pg_version ]] && echo "| PostgreSQL | $pg_version on the same machine (fsync on) |"
+	echo "| load average | $load_start at the start, $load_end at the end |"
+	echo
+
+	echo "### Webhook ingest"
+	echo
+	echo "\`trainhook serve\` on a fresh database per run, \`cmd/ingestbench\` on the same machine registering $(fmt_int "$INGEST_N")"
+	echo "models, then sending one signed \`succeeded\` training delivery (~$PAYLOAD_BYTES bytes with its log) per model over"
+	echo "loopback with C requests in flight, and checking every model is Ready with its output. Latency is"
+	echo "per request, from send to the answer read (the answer comes after the commit). RSS is the server's"
+	echo "peak (VmHWM, start-up and registration included); CPU is the server's user+system time during the"
+	echo "deliveries divided by the deliveries."
+	echo
+	echo "| database | C | deliveries/s | p50 | p99 | server peak RSS | server CPU per delivery | deliveries/s per run | target |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	for db in "${dbs[@]}"; do
+		for c in $INGEST_CONCURRENCY; do
+			d=$tmp/ingest g="$db-c$c-run*.json"
+			rate=$(vals "$d" "$g" deliveries_per_sec | median)
+			p50=$(vals "$d" "$g" p50 | median)
+			p99=$(vals "$d" "$g" p99 | median)
+			rss=$(vals "$d" "$g" peak_rss_bytes | median)
+			cpu_ms=$(vals "$d" "$g" cpu_seconds_per_1000 | median) # s per 1000 = ms per delivery
+			target=
+			if [[ $db == sqlite && $c == 32 ]]; then
+				if [[ -n $rate && -n $p99 ]] && awk -v r="$rate" -v p="$p99" 'BEGIN { exit !(r >= 8000 && p < 15) }'; then
+					target="≥ 8,000/s, p99 < 15 ms: **met**"
+				else
+					target="≥ 8,000/s, p99 < 15 ms: **missed**"
+				fi
+			fi
+			bad=
+			for f in "$d"/$g; do flag "$f" passed || bad=" (a run FAILED)"; done
+			echo "| $([[ $db == sqlite ]] && echo SQLite || echo "PostgreSQL, 1 instance") | $c | **$(fmt_int "$rate")**$bad | $(fmt '%.2f ms' "$p50") | $(fmt '%.2f ms' "$p99") | $(mib "$rss") | $(fmt '%.3f ms' "$cpu_ms") | $(runs_list "$d" "$g" deliveries_per_sec int) | $target |"
+		done
+	done
+	echo
+	echo "Target (issue 2): ≥ 8,000 deliveries/s with p99 < 15 ms at concurrency 32 on SQLite, on a 2-core machine"
+	echo "with the load generator on the same machine."
+	echo
+
+	echo "### Polling: API cost and detection delay"
+	echo
+	echo "\`cmd/lifecyclebench --mode polling\`: the Replicate simulator and trainhook (SQLite, \`TRAINHOOK_WEBHOOKS=off\`,"
+	echo "\`TRAINHOOK_POLL_INTERVAL=$POLL_INTERVAL\`, \`TRAINHOOK_API_RATE_LIMIT=$LIFECYCLE_BUDGET\`) in one process on loopback. \"The app\""
+	echo "starts N trainings of $LIFECYCLE_DURATION directly on the simulator with its own client (outside trainhook's budget, 8 at a"
+	echo "time) and registers them with trainhook by id (\`Service.Register\`, as \`POST /api/models\` with \`training_id\`"
+	echo "does); 10% fail part-way. From the first registration on, every API request the simulator counts is"
+	echo "trainhook's polling. Detection delay runs from the training's \`completed_at\` at the simulator to the"
+	echo "model's final transition in its history. Each run is bounded by $LIFECYCLE_MAX; a model not final by"
+	echo "then counts with the time it had waited, so a percentile it can move is shown as \"≥\"."
+	echo
+	echo "| trainings in flight | API calls per training | API calls per minute | most in any 60 s (budget $LIFECYCLE_BUDGET) | list / get calls | detection delay p50 | p99 | max | not final within the bound | wrong final states | p50 per run |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	for n in $LIFECYCLE_SIZES; do
+		d=$tmp/lifecycle g="n$n-run*.json"
+		lb50= lb99= lbmax=
+		for f in "$d"/$g; do
+			flag "$f" detection_delay_p50_lower_bound && lb50="≥ "
+			flag "$f" detection_delay_p99_lower_bound && lb99="≥ "
+			[[ $(num "$f" not_final_within_max) =~ ^(0|)$ ]] || lbmax="≥ "
+		done
+		echo "| $(fmt_int "$n") | $(fmt '%.2f' "$(vals "$d" "$g" api_calls_per_training | median)") | $(fmt_int "$(vals "$d" "$g" api_calls_per_minute | median)") | $(fmt_int "$(vals "$d" "$g" max_requests_in_any_60s | median)") | $(fmt_int "$(vals "$d" "$g" api_list_calls | median)") / $(fmt_int "$(vals "$d" "$g" api_get_calls | median)") | **$lb50$(fmt '%.1f s' "$(vals "$d" "$g" detection_delay_p50_s | median)")** | $lb99$(fmt '%.1f s' "$(vals "$d" "$g" detection_delay_p99_s | median)") | $lbmax$(fmt '%.1f s' "$(vals "$d" "$g" detection_delay_max_s | median)") | $(fmt_int "$(vals "$d" "$g" not_final_within_max | median)") | $(fmt_int "$(vals "$d" "$g" wrong_or_missing_final_states | median)") | $(runs_list "$d" "$g" detection_delay_p50_s '%.1f s') |"
+	done
+	echo
+	echo "API calls per minute are over the measured window (first registration to the last model final, or the"
+	echo "bound), so they include the polls while the trainings ran. Medians per column; each run's full JSON is"
+	echo "kept with KEEP_TMP=1."
+	echo
+
+	echo "### Footprint"
+	echo
+	echo "| figure | runs | median |"
+	echo "|---|---|---|"
+	echo "| binary size, \`go build\` | | $(mib "$size_default") ($(fmt_int "$size_default") bytes) |"
+	echo "| binary size, \`-ldflags=\"-s -w\"\` | | $(mib "$size_stripped") ($(fmt_int "$size_stripped") bytes) |"
+	for kind in empty large; do
+		if [[ $kind == empty ]]; then what="fresh SQLite file (migrations included)"; else what="SQLite with $(fmt_int "$LARGE_DB_MODELS") Ready models ($(mib "$large_bytes") on disk)"; fi
+		s=$(paste -sd/ "$tmp/footprint/$kind.startup" | sed 's#/# / #g')
+		echo "| start-up to \`GET /readyz\` = 200, $what | $s ms | **$(fmt '%.0f ms' "$(median <"$tmp/footprint/$kind.startup")")** |"
+	done
+	for kind in empty large; do
+		if [[ $kind == empty ]]; then what="fresh SQLite file"; else what="$(fmt_int "$LARGE_DB_MODELS") models"; fi
+		r=$(while read -r b; do mib "$b"; echo; done <"$tmp/footprint/$kind.rss" | paste -sd/ | sed 's#/# / #g; s# MiB##g')
+		echo "| idle RSS ${IDLE_WAIT} s after ready, $what (no token: no poller) | $r MiB | **$(mib "$(median <"$tmp/footprint/$kind.rss")")** |"
+	done
+	echo
+	echo "Start-up is timed from just before the fork of \`trainhook serve\` to the first 200 from \`GET /readyz\`,"
+	echo "polled every 5 ms; idle RSS is \`VmRSS\`."
+	echo
+
+	echo "### Commands"
+	echo
+	echo '```sh'
+	echo "$invocation"
+	echo "# which ran, with SECRET=$SECRET (a test key) and PORT a free loopback port:"
+	for c in "${commands[@]}"; do echo "$c"; done
+	echo '```'
+} >"$OUT"
+
+log "wrote $OUT in $((elapsed / 60)) min $((elapsed % 60)) s"
+if [[ $failed != 0 ]]; then
+	log "FAIL: at least one run failed or found a problem (see the report and, with KEEP_TMP=1, $tmp)"
+	exit 1
+fi
