@@ -26,6 +26,17 @@ type Service interface {
 	RecoverStart(ctx context.Context, m training.Model) (training.Model, error)
 }
 
+// SharedRecoverer is implemented by a Service (service.Service does) that
+// recovers claimed starts from one TrainingScan shared by a tick, and hands
+// back the claims a tick did not get to. Without it, each start is recovered
+// by RecoverStart, which reads the list itself, and starts a tick did not get
+// to wait for their claim to run out, as do starts claimed ahead of their
+// due time.
+type SharedRecoverer interface {
+	RecoverClaimed(ctx context.Context, m training.Model, scan *service.TrainingScan) (training.Model, error)
+	ReleaseClaims(ctx context.Context, ms []training.Model, after time.Duration) error
+}
+
 // Options configure a Poller.
 type Options struct {
 	API     API
@@ -48,9 +59,18 @@ type Options struct {
 	// ListThreshold: with at least this many due trainings, one list page
 	// (100 trainings per call) is read before per-training GETs (default 3).
 	ListThreshold int
-	// MaxListPages bounds the pages read per tick (default: twice the
-	// pages the due trainings would fill, plus three, at most 50).
+	// MaxListPages bounds the pages read per tick for status checks
+	// (default: twice the pages the due trainings would fill, plus three,
+	// at most 50). Recoveries may read further back (service.TrainingScan).
 	MaxListPages int
+	// RecoverFor bounds the time a tick spends recovering starts in doubt
+	// (default 2s). Running trainings are checked first; then starts are
+	// recovered, oldest due first, until RecoverFor has passed (at least one
+	// per tick), and the rest are released to be claimed again next tick.
+	// Each recovery costs a few calls, so without a bound a crash that left
+	// hundreds of starts in doubt would hold up every status check behind
+	// them.
+	RecoverFor time.Duration
 }
 
 // Poller is started by Run and stops when its context ends.
@@ -77,6 +97,9 @@ func New(o Options) *Poller {
 	}
 	if o.ListThreshold <= 0 {
 		o.ListThreshold = 3
+	}
+	if o.RecoverFor <= 0 {
+		o.RecoverFor = 2 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -105,40 +128,46 @@ func (p *Poller) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce claims the models due now and checks them; it returns how many it claimed.
+// RunOnce claims the models due now and checks them; it returns how many it
+// claimed. Running trainings are checked first, from list pages when several
+// are due; then starts in doubt are recovered for up to RecoverFor, from the
+// same list pages read further back as needed (service.TrainingScan).
 func (p *Poller) RunOnce(ctx context.Context) (int, error) {
 	due, err := p.o.Service.ClaimDue(ctx, 0, p.o.Lease, p.o.Batch)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
+	starts, running := split(due)
 	// When enough are due that list pages will be read, check now those due
 	// within one polling interval too: they are mostly on the same pages, so
 	// sweeps line up instead of each jittered check costing its own pages.
+	var early []training.Model
 	if !p.o.Policy.Webhook && len(due) >= p.o.ListThreshold && len(due) < p.o.Batch {
 		more, err := p.o.Service.ClaimDue(ctx, p.o.Policy.Interval, p.o.Lease, p.o.Batch-len(due))
 		if err != nil {
 			return len(due), err
 		}
 		due = append(due, more...)
+		// A start is not recovered before it is due: until then its first
+		// create may still be running.
+		var r []training.Model
+		early, r = split(more)
+		running = append(running, r...)
 	}
-	var starts, running []training.Model
-	for _, m := range due {
-		if m.TrainingID == "" {
-			starts = append(starts, m)
-		} else {
-			running = append(running, m)
+	rec, shared := p.o.Service.(SharedRecoverer)
+	if shared && len(early) > 0 {
+		// No earlier than they were due: at most one interval from the claim.
+		if err := rec.ReleaseClaims(ctx, early, p.o.Policy.Interval); err != nil && ctx.Err() == nil {
+			p.o.Log.Warn("poller: could not release starts claimed ahead of time; they are due when their claim runs out", "err", err)
 		}
 	}
-	for _, m := range starts {
-		if ctx.Err() != nil {
-			return len(due), ctx.Err()
-		}
-		if _, err := p.o.Service.RecoverStart(ctx, m); err != nil {
-			p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
-			p.retryLater(ctx, m)
-		}
+
+	// Begun after the claims, so it may serve the recoveries too.
+	var scan *service.TrainingScan
+	if len(running) >= p.o.ListThreshold || shared && len(starts) > 0 {
+		scan = service.NewTrainingScan(p.o.API.ListTrainings)
 	}
-	listed := p.list(ctx, running)
+	listed := p.list(ctx, scan, running)
 
 	jobs := make(chan training.Model)
 	var wg sync.WaitGroup
@@ -159,14 +188,68 @@ func (p *Poller) RunOnce(ctx context.Context) (int, error) {
 	}
 	close(jobs)
 	wg.Wait()
+
+	p.recover(ctx, starts, scan)
 	return len(due), ctx.Err()
 }
 
-// list reads up to MaxListPages pages of recent trainings when several are
-// due: one call answers for up to 100 of them. It stops early once every due
-// training is found or the page reaches trainings older than all of them.
-func (p *Poller) list(ctx context.Context, due []training.Model) map[string]replicate.Training {
-	if len(due) < p.o.ListThreshold {
+// split separates starts in doubt (no training id yet) from running trainings.
+func split(ms []training.Model) (starts, running []training.Model) {
+	for _, m := range ms {
+		if m.TrainingID == "" {
+			starts = append(starts, m)
+		} else {
+			running = append(running, m)
+		}
+	}
+	return starts, running
+}
+
+// recover recovers claimed starts in doubt, oldest due first, for up to
+// RecoverFor, from scan when the service can share it. The starts it does
+// not get to are released, due again at once, so the next tick (which checks
+// running trainings first) goes on with them. When the tick is cut short
+// (ctx ended: shutdown), they are left to their claim, which runs out after
+// Lease: a release is a write, and the store may be closing.
+func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *service.TrainingScan) {
+	rec, shared := p.o.Service.(SharedRecoverer)
+	begin := time.Now() // a budget of work time, not of the injectable clock
+	for i, m := range starts {
+		if ctx.Err() != nil {
+			return
+		}
+		if i > 0 && time.Since(begin) >= p.o.RecoverFor {
+			if !shared {
+				return
+			}
+			if err := rec.ReleaseClaims(ctx, starts[i:], 0); err != nil && ctx.Err() == nil {
+				p.o.Log.Warn("poller: could not release starts in doubt; they are due when their claim runs out", "count", len(starts)-i, "err", err)
+			}
+			p.o.Log.Debug("poller: recovery budget spent; the rest of the starts in doubt wait for the next tick", "recovered", i, "left", len(starts)-i)
+			return
+		}
+		var err error
+		if shared {
+			_, err = rec.RecoverClaimed(ctx, m, scan)
+		} else {
+			_, err = p.o.Service.RecoverStart(ctx, m)
+		}
+		switch {
+		case errors.Is(err, service.ErrClaimLost):
+			p.o.Log.Debug("poller: start in doubt changed since it was claimed; left alone", "model_id", m.ID)
+		case err != nil:
+			p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
+			p.retryLater(ctx, m)
+		}
+	}
+}
+
+// list reads up to MaxListPages pages of recent trainings through scan when
+// several are due: one call answers for up to 100 of them. It stops early
+// once every due training is found or the page reaches trainings older than
+// all of them. scan is nil when no page is worth reading.
+func (p *Poller) list(ctx context.Context, scan *service.TrainingScan, due []training.Model) map[string]replicate.Training {
+	if scan == nil || len(due) == 0 {
 		return nil
 	}
 	want := make(map[string]bool, len(due))
@@ -178,21 +261,29 @@ func (p *Poller) list(ctx context.Context, due []training.Model) map[string]repl
 		}
 	}
 	found := map[string]replicate.Training{}
-	page := ""
 	maxPages := p.o.MaxListPages
 	if maxPages <= 0 {
 		// Due trainings are spread through the list among others, so allow
 		// twice the pages they would fill, and a little more.
 		maxPages = min(2*(len(due)/100)+3, 50)
 	}
-	for i := 0; i < maxPages && len(found) < len(want); i++ {
-		pg, err := p.o.API.ListTrainings(ctx, page)
+	// Pages a previous reader of the scan read count too.
+	past := false
+	for _, t := range scan.Results() {
+		if want[t.ID] {
+			found[t.ID] = t
+		}
+		if t.CreatedAt != nil && t.CreatedAt.Before(oldest.Add(-time.Minute)) {
+			past = true
+		}
+	}
+	for i := 0; i < maxPages && !past && len(found) < len(want) && !scan.Done(); i++ {
+		pg, err := scan.More(ctx)
 		if err != nil {
 			p.o.Log.Warn("poller: list trainings failed; checking one by one", "err", err)
 			break
 		}
-		past := false
-		for _, t := range pg.Results {
+		for _, t := range pg {
 			if want[t.ID] {
 				found[t.ID] = t
 			}
@@ -200,10 +291,6 @@ func (p *Poller) list(ctx context.Context, due []training.Model) map[string]repl
 				past = true
 			}
 		}
-		if past || pg.Next == "" {
-			break
-		}
-		page = pg.Next
 	}
 	return found
 }

@@ -57,9 +57,97 @@ func (s *Service) Reschedule(ctx context.Context, id string, at time.Time) error
 // second training costs money, so the bound is generous.
 const maxRecoveryPages = 200
 
+// ErrClaimLost is returned by RecoverClaimed when the model was written
+// since the caller claimed it (another poller claimed it once the claim ran
+// out, or a webhook bound its training): the recovery is not the caller's to
+// make, and the model must be left as it is.
+var ErrClaimLost = errors.New("the model changed since it was claimed; leaving it to whoever changed it")
+
 // RecoverStart finishes a start whose outcome is unknown (the process died,
 // or the create's answer was lost): it lists recent trainings and binds the
-// one created for this model; only if there is none does it create it.
+// one created for this model; only if there is none does it create it. It
+// reads the list for this start alone; a poller recovering several starts
+// uses RecoverClaimed with one shared TrainingScan.
+func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.Model, error) {
+	if s.replicate == nil {
+		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")
+	}
+	// Hold the lease for the whole recovery so no other check starts it too.
+	if err := s.Reschedule(ctx, m.ID, s.now().Add(startLease)); err != nil {
+		return m, err
+	}
+	return s.recover(ctx, m, NewTrainingScan(s.replicate.ListTrainings))
+}
+
+// RecoverClaimed is RecoverStart for a start the caller claimed (ClaimDue
+// returned m), reading the list through scan, which the caller began after
+// the claim and shares between the recoveries of one batch (see
+// TrainingScan). It first takes the start lease with a conditional update
+// at the claimed version, so it recovers nothing that anyone wrote since
+// the claim; it then returns ErrClaimLost.
+func (s *Service) RecoverClaimed(ctx context.Context, m training.Model, scan *TrainingScan) (training.Model, error) {
+	if s.replicate == nil {
+		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")
+	}
+	held, err := s.hold(ctx, m)
+	if err != nil {
+		return m, err
+	}
+	return s.recover(ctx, held, scan)
+}
+
+// hold moves a claimed start's lease to startLease from now, counting the
+// attempt like Reschedule does, if the model is still as claimed.
+func (s *Service) hold(ctx context.Context, m training.Model) (training.Model, error) {
+	res, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
+		next := m
+		at := s.now().Add(startLease)
+		next.NextCheckAt = &at
+		next.CheckAttempts++
+		err := tx.UpdateModel(ctx, &next)
+		switch {
+		case errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrNotFound):
+			return Result{}, nil, nil
+		case err != nil:
+			return Result{}, nil, fmt.Errorf("hold the start of model %s: %w", m.ID, err)
+		}
+		return Result{Model: &next}, nil, nil
+	})
+	if err != nil {
+		return m, err
+	}
+	if res.Model == nil {
+		return m, fmt.Errorf("recover the start of model %s: %w", m.ID, ErrClaimLost)
+	}
+	return *res.Model, nil
+}
+
+// ReleaseClaims hands back claimed models the caller did not get to: each
+// is due again after the given delay, unless it was written since the claim
+// (whoever wrote it has set when it is due). The delay must not make a
+// start due before it was: a start claimed ahead of its due time (a claim
+// with a horizon) is released no earlier than that horizon.
+func (s *Service) ReleaseClaims(ctx context.Context, ms []training.Model, after time.Duration) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	_, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
+		at := s.now().Add(after)
+		for _, m := range ms {
+			m.NextCheckAt = &at
+			err := tx.UpdateModel(ctx, &m)
+			if err != nil && !errors.Is(err, store.ErrStale) && !errors.Is(err, store.ErrNotFound) {
+				return Result{}, nil, fmt.Errorf("release model %s: %w", m.ID, err)
+			}
+		}
+		return Result{}, nil, nil
+	})
+	return err
+}
+
+// recover looks for m's training among the trainings scan lists (reading
+// further back as needed) and binds it, or creates the training if there is
+// none. The caller holds m's start lease.
 //
 // A list result does not say which model a training was made for (it has no
 // destination, and omits the webhook URL), so candidates are those with the
@@ -70,38 +158,19 @@ const maxRecoveryPages = 200
 // several destinations, in polling mode), it binds none and tries again
 // later rather than guess: a wrong guess would give each model the other's
 // weights.
-func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.Model, error) {
-	if s.replicate == nil {
-		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")
-	}
-	// Hold the lease for the whole recovery so no other check starts it too.
-	if err := s.Reschedule(ctx, m.ID, s.now().Add(startLease)); err != nil {
-		return m, err
+func (s *Service) recover(ctx context.Context, m training.Model, scan *TrainingScan) (training.Model, error) {
+	since := m.CreatedAt.Add(-time.Minute) // clock skew between Replicate and us
+	if err := scan.readBack(ctx, since); err != nil {
+		return m, fmt.Errorf("recover the start of model %s: %w", m.ID, err)
 	}
 	var candidates []replicate.Training
-	page := ""
-	for i := 0; ; i++ {
-		p, err := s.replicate.ListTrainings(ctx, page)
-		if err != nil {
-			return m, fmt.Errorf("list trainings to recover the start of model %s: %w", m.ID, err)
+	for _, t := range scan.Results() {
+		if t.CreatedAt != nil && t.CreatedAt.Before(since) {
+			continue
 		}
-		older := false
-		for _, t := range p.Results {
-			if t.CreatedAt != nil && t.CreatedAt.Before(m.CreatedAt.Add(-time.Minute)) {
-				older = true
-				continue
-			}
-			if s.mayBeFor(m, t) {
-				candidates = append(candidates, t)
-			}
+		if s.mayBeFor(m, t) {
+			candidates = append(candidates, t)
 		}
-		if older || p.Next == "" {
-			break
-		}
-		if i == maxRecoveryPages-1 {
-			return m, fmt.Errorf("recover the start of model %s: no trace of it in the last %d pages of trainings, and older ones were not read; not creating another", m.ID, maxRecoveryPages)
-		}
-		page = p.Next
 	}
 
 	var plausible []replicate.Training
