@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		a.Metrics.GaugeFunc("trainhook_replicate_api_calls_per_completed_training", "Calls to Replicate's API divided by the trainings this process saw complete.", func() float64 {
 			return float64(a.apiCalls.Total()) / float64(max(a.Service.Completed(), 1))
 		})
-		a.Poller = poller.New(poller.Options{API: a.Client, Service: a.Service, Policy: policy, Log: log, Tick: min(cfg.PollInterval, time.Second)})
+		a.Poller = poller.New(poller.Options{API: a.Client, Service: a.Service, Policy: policy, Log: log, Budget: cfg.APIRateLimit, Tick: min(cfg.PollInterval, time.Second)})
 	}
 	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log, CheckToken: a.Service.CheckToken}, a.Metrics)
 	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status}, a.Service, wh, a.Metrics, log)

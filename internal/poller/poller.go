@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trainhook/trainhook/internal/replicate"
@@ -46,22 +47,39 @@ type Options struct {
 	Now     func() time.Time
 	// Tick is how often due models are looked for (default 1s).
 	Tick time.Duration
-	// Batch caps the models claimed per tick (default 1000).
+	// Budget is the API budget in requests per minute that every call of
+	// trainhook to Replicate shares (TRAINHOOK_API_RATE_LIMIT; default
+	// replicate.DefaultRateLimit). The poller keeps its own calls to
+	// pollShare of it, on average, leaving the rest to starts, cancels and
+	// recoveries; the client's limiter enforces the whole.
+	Budget int
+	// Batch caps the models claimed per tick (default: the trainings the
+	// calls of one tick can cover with list pages, 100 per call; 12,000 at
+	// 600 requests a minute, at least 1,000 and at most 20,000). All that
+	// are due should fit in one claim: the claimed trainings lie all
+	// through the list, so a claim of a part of them costs nearly the
+	// pages of all of them.
 	Batch int
-	// Workers is how many checks run at once (default 4); the client's
-	// shared rate limiter paces them all.
+	// Workers is how many per-training GETs run at once (default 4); the
+	// client's shared rate limiter paces them all. Trainings found on list
+	// pages are applied by more workers, as those make no call.
 	Workers int
 	// Lease is how long a claimed model is hidden from other pollers
-	// (default 30s: a check takes seconds); if this one dies, it is due
-	// again afterwards. A lease that runs out mid-check only means another
-	// poller may check the same training too, which Apply makes harmless.
+	// (default 30s); if this one dies, it is due again afterwards. A tick
+	// makes at most the calls its share of Budget pays for in half the
+	// lease, so it ends before its claims run out. A lease that runs out
+	// mid-check only means another poller may check the same training too,
+	// which Apply makes harmless.
 	Lease time.Duration
-	// ListThreshold: with at least this many due trainings, one list page
-	// (100 trainings per call) is read before per-training GETs (default 3).
+	// ListThreshold: with at least this many due trainings, list pages
+	// (100 trainings per call) are read before per-training GETs
+	// (default 3).
 	ListThreshold int
 	// MaxListPages bounds the pages read per tick for status checks
-	// (default: twice the pages the due trainings would fill, plus three,
-	// at most 50). Recoveries may read further back (service.TrainingScan).
+	// (default: the tick's calls, see Lease). A sweep reads pages down to
+	// the oldest claimed training, and stops sooner once the pages left
+	// would cost more than GETs of the trainings not yet found. Recoveries
+	// may read further back (service.TrainingScan).
 	MaxListPages int
 	// RecoverFor bounds the time a tick spends recovering starts in doubt
 	// (default 2s). Running trainings are checked first; then starts are
@@ -73,9 +91,18 @@ type Options struct {
 	RecoverFor time.Duration
 }
 
+// pollShare is the part of the budget the poller spends on average: the
+// rest is headroom for starts, cancels and recoveries, which share the
+// client's limiter (and, on PostgreSQL, other instances' limiters).
+const pollShare = 0.8
+
+// skew allows for clock skew between Replicate's created_at and ours.
+const skew = time.Minute
+
 // Poller is started by Run and stops when its context ends.
 type Poller struct {
-	o Options
+	o     Options
+	calls atomic.Int64 // list and get calls made, for Run's pacing
 }
 
 // New returns a poller with defaults filled in.
@@ -86,14 +113,17 @@ func New(o Options) *Poller {
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
-	if o.Batch <= 0 {
-		o.Batch = 1000
+	if o.Budget <= 0 {
+		o.Budget = replicate.DefaultRateLimit
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
 	if o.Lease <= 0 {
 		o.Lease = 30 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = min(max(100*tickCalls(o), 1000), 20000)
 	}
 	if o.ListThreshold <= 0 {
 		o.ListThreshold = 3
@@ -107,21 +137,47 @@ func New(o Options) *Poller {
 	return &Poller{o: o}
 }
 
+// tickCalls is how many list and get calls a tick may make: what the
+// poller's share of the budget pays for in half a lease, so that a tick's
+// calls are made before its claims run out even when the rest of the
+// budget is in use. At 600 requests a minute and a 30 s lease it is 120:
+// a sweep of 12,000 trainings in flight.
+func tickCalls(o Options) int {
+	return max(int(float64(o.Budget)*pollShare*float64(o.Lease/2)/float64(time.Minute)), 1)
+}
+
+// spacing is how long n calls take at the poller's share of the budget.
+func (p *Poller) spacing(n int64) time.Duration {
+	return time.Duration(float64(n) * float64(time.Minute) / (float64(p.o.Budget) * pollShare))
+}
+
 // Run checks due models every tick until ctx ends. A tick that finds a full
-// batch runs again at once, so a backlog drains at the rate limit's pace.
+// batch runs again as soon as the pacing allows, so a backlog drains at the
+// poller's share of the budget. Ticks are spaced so that the poller's calls stay within its share of the
+// budget: a sweep of 100 list pages at 600 requests a minute is followed by
+// the next one 12.5 s after it began.
 func (p *Poller) Run(ctx context.Context) {
-	t := time.NewTicker(p.o.Tick)
-	defer t.Stop()
 	for {
+		begin := time.Now()
+		before := p.calls.Load()
 		n, err := p.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			p.o.Log.Error("poller: check failed", "err", err)
 		}
-		if n >= p.o.Batch && err == nil {
+		wait := time.Until(begin.Add(p.spacing(p.calls.Load() - before)))
+		if n < p.o.Batch || err != nil {
+			wait = max(wait, time.Until(begin.Add(p.o.Tick)))
+		}
+		if wait <= 0 {
+			if ctx.Err() != nil {
+				return
+			}
 			continue
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -165,32 +221,33 @@ func (p *Poller) RunOnce(ctx context.Context) (int, error) {
 	// Begun after the claims, so it may serve the recoveries too.
 	var scan *service.TrainingScan
 	if len(running) >= p.o.ListThreshold || shared && len(starts) > 0 {
-		scan = service.NewTrainingScan(p.o.API.ListTrainings)
+		scan = service.NewTrainingScan(p.listTrainings)
 	}
-	listed := p.list(ctx, scan, running)
-
-	jobs := make(chan training.Model)
-	var wg sync.WaitGroup
-	for i := 0; i < min(p.o.Workers, len(running)); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range jobs {
-				p.check(ctx, m, listed)
-			}
-		}()
-	}
-	for _, m := range running {
-		if ctx.Err() != nil {
-			break
+	left := p.checkRunning(ctx, scan, running)
+	if len(left) > 0 && shared && ctx.Err() == nil {
+		// Due again at once: the next tick, paced to the budget, goes on
+		// with them first (oldest due).
+		if err := rec.ReleaseClaims(ctx, left, 0); err != nil && ctx.Err() == nil {
+			p.o.Log.Warn("poller: could not release unchecked trainings; they are due when their claim runs out", "count", len(left), "err", err)
 		}
-		jobs <- m
 	}
-	close(jobs)
-	wg.Wait()
+	if len(left) > 0 {
+		p.o.Log.Debug("poller: call budget of the tick spent; the rest wait for the next tick", "left", len(left))
+	}
 
 	p.recover(ctx, starts, scan)
 	return len(due), ctx.Err()
+}
+
+// listTrainings and getTraining call the API and count the calls.
+func (p *Poller) listTrainings(ctx context.Context, pageURL string) (replicate.Page, error) {
+	p.calls.Add(1)
+	return p.o.API.ListTrainings(ctx, pageURL)
+}
+
+func (p *Poller) getTraining(ctx context.Context, id string) (replicate.Training, error) {
+	p.calls.Add(1)
+	return p.o.API.GetTraining(ctx, id)
 }
 
 // split separates starts in doubt (no training id yet) from running trainings.
@@ -244,55 +301,163 @@ func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *ser
 	}
 }
 
-// list reads up to MaxListPages pages of recent trainings through scan when
-// several are due: one call answers for up to 100 of them. It stops early
-// once every due training is found or the page reaches trainings older than
-// all of them. scan is nil when no page is worth reading.
-func (p *Poller) list(ctx context.Context, scan *service.TrainingScan, due []training.Model) map[string]replicate.Training {
-	if scan == nil || len(due) == 0 {
+// applyWorkers is how many poll results found on list pages are applied at
+// once: they make no call, and the service commits concurrent ones together.
+const applyWorkers = 16
+
+// checkRunning checks the claimed running trainings: those found on list
+// pages are applied as each page arrives, the rest are fetched one by one.
+// A tick makes at most tickCalls calls for pages and GETs, and at least a
+// fifth of them for GETs, so trainings the pages do not reach are not
+// starved; it returns the trainings it had no calls left for.
+func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, running []training.Model) []training.Model {
+	if len(running) == 0 {
 		return nil
 	}
-	want := make(map[string]bool, len(due))
-	oldest := due[0].CreatedAt
-	for _, m := range due {
-		want[m.TrainingID] = true
-		if m.CreatedAt.Before(oldest) {
-			oldest = m.CreatedAt
-		}
+	type job struct {
+		m      training.Model
+		listed *replicate.Training // nil: GET it
 	}
-	found := map[string]replicate.Training{}
-	maxPages := p.o.MaxListPages
-	if maxPages <= 0 {
-		// Due trainings are spread through the list among others, so allow
-		// twice the pages they would fill, and a little more.
-		maxPages = min(2*(len(due)/100)+3, 50)
+	// Buffered by a page, so the sweep reads on while results are applied.
+	jobs := make(chan job, 100)
+	gets := make(chan struct{}, p.o.Workers) // GETs at once
+	var wg sync.WaitGroup
+	for range min(max(applyWorkers, p.o.Workers), len(running)) {
+		wg.Go(func() {
+			for j := range jobs {
+				if j.listed != nil {
+					p.apply(ctx, j.m, *j.listed)
+					continue
+				}
+				gets <- struct{}{}
+				p.fetch(ctx, j.m)
+				<-gets
+			}
+		})
 	}
-	// Pages a previous reader of the scan read count too.
-	past := false
-	for _, t := range scan.Results() {
-		if want[t.ID] {
-			found[t.ID] = t
+	calls := tickCalls(p.o)
+	var found map[string]bool
+	pages := 0
+	if scan != nil && len(running) >= p.o.ListThreshold {
+		maxPages := calls
+		if p.o.MaxListPages > 0 {
+			maxPages = p.o.MaxListPages
 		}
-		if t.CreatedAt != nil && t.CreatedAt.Before(oldest.Add(-time.Minute)) {
-			past = true
-		}
+		pages, found = p.sweep(ctx, scan, running, maxPages, func(m training.Model, t replicate.Training) {
+			jobs <- job{m: m, listed: &t}
+		})
 	}
-	for i := 0; i < maxPages && !past && len(found) < len(want) && !scan.Done(); i++ {
-		pg, err := scan.More(ctx)
-		if err != nil {
-			p.o.Log.Warn("poller: list trainings failed; checking one by one", "err", err)
+	getsLeft := max(calls-pages, calls/5, 1)
+	var left []training.Model
+	for _, m := range running {
+		if found[m.TrainingID] {
+			continue
+		}
+		if ctx.Err() != nil {
 			break
 		}
-		for _, t := range pg {
-			if want[t.ID] {
-				found[t.ID] = t
+		if getsLeft == 0 {
+			left = append(left, m)
+			continue
+		}
+		getsLeft--
+		jobs <- job{m: m}
+	}
+	close(jobs)
+	wg.Wait()
+	return left
+}
+
+// sweep reads list pages through scan, newest first, and hands each claimed
+// training it finds there, with all Apply needs, to found as soon as its page
+// is read. It reads down to the oldest of them (the earliest creation of
+// their models, less the clock skew), at most maxPages, and stops sooner when
+// every one is found or reading on would cost more than GETs of those not
+// found (see worthReading): a claimed training the pages do not reach (it was
+// created long before it was registered, or was deleted) is fetched by
+// itself. It returns the pages it read and the training ids it handed over.
+func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []training.Model, maxPages int, found func(training.Model, replicate.Training)) (int, map[string]bool) {
+	want := make(map[string]training.Model, len(due))
+	var l listed
+	l.target = due[0].CreatedAt
+	for _, m := range due {
+		want[m.TrainingID] = m
+		if m.CreatedAt.Before(l.target) {
+			l.target = m.CreatedAt
+		}
+	}
+	handed := make(map[string]bool, len(due))
+	past := false
+	match := func(ts []replicate.Training) {
+		l.lastFound = 0
+		for _, t := range ts {
+			if m, ok := want[t.ID]; ok && !handed[t.ID] && complete(t) {
+				handed[t.ID] = true
+				l.lastFound++
+				found(m, t)
 			}
-			if t.CreatedAt != nil && t.CreatedAt.Before(oldest.Add(-time.Minute)) {
+			l.read++
+			if t.CreatedAt == nil {
+				continue
+			}
+			if l.newest.IsZero() || t.CreatedAt.After(l.newest) {
+				l.newest = *t.CreatedAt
+			}
+			if l.oldest.IsZero() || t.CreatedAt.Before(l.oldest) {
+				l.oldest = *t.CreatedAt
+			}
+			if t.CreatedAt.Before(l.target.Add(-skew)) {
 				past = true
 			}
 		}
 	}
-	return found
+	// Pages a previous reader of the scan read count too.
+	match(scan.Results())
+	pages := 0
+	for pages < maxPages && !past && len(handed) < len(want) && !scan.Done() && ctx.Err() == nil {
+		if pages > 0 && !l.worthReading(len(want)-len(handed)) {
+			p.o.Log.Debug("poller: the list pages left would cost more than GETs of the trainings not found", "pages", pages, "left", len(want)-len(handed))
+			break
+		}
+		pg, err := scan.More(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.o.Log.Warn("poller: list trainings failed; checking the rest one by one", "err", err)
+			}
+			break
+		}
+		pages++
+		match(pg)
+	}
+	return pages, handed
+}
+
+// listed is what a sweep has read of the list so far.
+type listed struct {
+	read           int       // trainings read
+	lastFound      int       // claimed trainings found on the last page
+	newest, oldest time.Time // their creation times
+	target         time.Time // the earliest creation of a claimed model
+}
+
+// worthReading reports whether reading another page is expected to cost no
+// more than GETs of the missing trainings. A page that found one of them
+// paid for itself, so the next is read too. Otherwise, until the sweep
+// reaches target, the pages left down to it are estimated from how many
+// trainings the list held per second of creation time in the part read, and
+// read if they are fewer than the missing trainings; past target (trainings
+// created before their model was registered, or clock skew) only pages that
+// keep finding them are read.
+func (l listed) worthReading(missing int) bool {
+	if l.lastFound > 0 {
+		return true
+	}
+	covered := l.newest.Sub(l.oldest)
+	if covered <= 0 || !l.oldest.After(l.target) {
+		return false
+	}
+	left := float64(l.read) * float64(l.oldest.Sub(l.target)) / float64(covered)
+	return float64(missing) >= left/100
 }
 
 // complete reports whether a listed training carries all Apply needs, so no
@@ -308,23 +473,25 @@ func complete(t replicate.Training) bool {
 	return true
 }
 
-func (p *Poller) check(ctx context.Context, m training.Model, listed map[string]replicate.Training) {
-	t, ok := listed[m.TrainingID]
-	if !ok || !complete(t) {
-		var err error
-		t, err = p.o.API.GetTraining(ctx, m.TrainingID)
-		if err != nil {
-			if ctx.Err() == nil {
-				lvl := slog.LevelWarn
-				if replicate.IsNotFound(err) && p.o.Now().Sub(m.CreatedAt) < 5*time.Minute {
-					lvl = slog.LevelInfo // Replicate sometimes 404s right after a create
-				}
-				p.o.Log.Log(ctx, lvl, "poller: could not get training; will retry", "model_id", m.ID, "training_id", m.TrainingID, "err", err)
-				p.retryLater(ctx, m)
+// fetch checks one training with a GET.
+func (p *Poller) fetch(ctx context.Context, m training.Model) {
+	t, err := p.getTraining(ctx, m.TrainingID)
+	if err != nil {
+		if ctx.Err() == nil {
+			lvl := slog.LevelWarn
+			if replicate.IsNotFound(err) && p.o.Now().Sub(m.CreatedAt) < 5*time.Minute {
+				lvl = slog.LevelInfo // Replicate sometimes 404s right after a create
 			}
-			return
+			p.o.Log.Log(ctx, lvl, "poller: could not get training; will retry", "model_id", m.ID, "training_id", m.TrainingID, "err", err)
+			p.retryLater(ctx, m)
 		}
+		return
 	}
+	p.apply(ctx, m, t)
+}
+
+// apply applies a poll result.
+func (p *Poller) apply(ctx context.Context, m training.Model, t replicate.Training) {
 	if _, err := p.o.Service.Observe(ctx, t.Observation(training.SourcePoll, "", p.o.Now())); err != nil && !errors.Is(err, context.Canceled) {
 		p.o.Log.Error("poller: could not apply a poll result", "model_id", m.ID, "training_id", m.TrainingID, "err", err)
 	}

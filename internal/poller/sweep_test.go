@@ -1,0 +1,208 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+// inFlight creates n trainings on the simulator, as an app would, and
+// registers them with trainhook by id, oldest first; each model is due a
+// check at once.
+func (r *rig) inFlight(n int) []training.Model {
+	r.t.Helper()
+	ctx := r.t.Context()
+	app, err := replicate.NewClient(replicate.ClientOptions{BaseURL: r.sim.BaseURL(), Token: "r8_rig", RateLimit: 1 << 20})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer app.CloseIdleConnections()
+	if _, err := app.CreateModel(ctx, replicate.CreateModelRequest{Owner: fakereplicate.DefaultUsername, Name: "fleet", Visibility: "private", Hardware: "cpu"}); err != nil {
+		r.t.Fatal(err)
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		tr, err := app.CreateTraining(ctx, testTrainer, replicate.CreateTrainingRequest{
+			Destination: fakereplicate.DefaultUsername + "/fleet", Input: json.RawMessage(`{"steps":1}`),
+		})
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		ids[i] = tr.ID
+	}
+	models := make([]training.Model, n)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for w := range 8 { // concurrent registrations commit together
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				m, _, err := r.svc.Register(ctx, service.RegisterRequest{TrainingID: ids[i]})
+				if err != nil {
+					errs <- err
+					return
+				}
+				models[i] = m
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		r.t.Fatal(err)
+	}
+	return models
+}
+
+// With thousands of trainings in flight, one tick finds every finished one
+// on list pages, reading down to the oldest claimed training, instead of
+// a GET each: 3,000 in flight cost 30 pages, not 3,000 GETs. The poller
+// once claimed the 1,000 oldest due and read at most 23 pages from the
+// newest, where few of them are, so a tick under a 600/min budget spent
+// about 800 GETs (100 s) and 10,000 in flight were never all checked
+// within their lease.
+func TestThousandsInFlightAreSweptFromListPages(t *testing.T) {
+	const n = 3000
+	r := newRig(t, time.Minute, Policy{Interval: 5 * time.Second, Cap: time.Minute})
+	models := r.inFlight(n)
+	finished := map[string]bool{}
+	for i, m := range models {
+		if i%3 == 0 {
+			if err := r.sim.Complete(m.TrainingID, "succeeded", ""); err != nil {
+				t.Fatal(err)
+			}
+			finished[m.ID] = true
+		}
+	}
+	time.Sleep(5 * dueNow)
+	r.resetCalls()
+
+	p := r.poller(r.svc, Options{Budget: 600})
+	claimed, err := p.RunOnce(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claimed != n {
+		t.Errorf("claimed %d of %d due in one tick", claimed, n)
+	}
+	for _, m := range models {
+		got := r.model(m.ID)
+		if finished[m.ID] && got.Status != training.Ready {
+			t.Errorf("model %s (training %s finished) is %s after a tick, want Ready", m.ID, m.TrainingID, got.Status)
+		}
+		if !finished[m.ID] && got.Status.Terminal() {
+			t.Errorf("model %s is %s, but its training runs", m.ID, got.Status)
+		}
+	}
+	const pages = n / 100
+	lists, gets := r.count(replicate.EndpointTrainingsList), r.count(replicate.EndpointTrainingsGet)
+	if lists > pages+1 || gets > 0 {
+		t.Errorf("%d list calls and %d GETs to check %d trainings in flight; want at most %d pages and no GET", lists, gets, n, pages+1)
+	}
+	t.Logf("%d trainings checked with %d list calls and %d GETs", n, lists, gets)
+}
+
+// Run keeps the poller's calls within its share of the budget: however
+// often ticks come and however many trainings are due, by any time t
+// since the start it has made at most pollShare of the budget's calls in
+// t, plus one tick's worth.
+func TestRunKeepsItsShareOfTheBudget(t *testing.T) {
+	const n, budget = 1000, 240 // 4 calls/s, 3.2 of them the poller's: a 10-page sweep every 3.1s
+	r := newRig(t, time.Minute, Policy{Interval: time.Millisecond, Cap: time.Millisecond})
+	r.inFlight(n)
+	time.Sleep(5 * dueNow)
+
+	var mu sync.Mutex
+	var at []time.Duration
+	begin := time.Now()
+	api := &timedAPI{API: r.client, on: func() {
+		mu.Lock()
+		at = append(at, time.Since(begin))
+		mu.Unlock()
+	}}
+	p := r.poller(r.svc, Options{Budget: budget, Tick: time.Millisecond})
+	p.o.API = api
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	p.Run(ctx)
+
+	mu.Lock()
+	defer mu.Unlock()
+	perTick := tickCalls(p.o)
+	rate := float64(budget) * pollShare / 60 // calls per second
+	for i, d := range at {
+		if allowed := rate*d.Seconds() + float64(perTick); float64(i+1) > allowed {
+			t.Fatalf("call %d made %v after the start; at most %.0f allowed by then (%d/min, share %.0f%%)", i+1, d, allowed, budget, pollShare*100)
+		}
+	}
+	// Every sweep reads the 10 pages of the trainings in flight.
+	if len(at) < 2*n/100 {
+		t.Errorf("%d calls in 5s: the poller did not sweep twice", len(at))
+	}
+	t.Logf("%d calls in %v", len(at), time.Since(begin).Round(time.Millisecond))
+}
+
+// timedAPI tells of every call.
+type timedAPI struct {
+	API
+	on func()
+}
+
+func (a *timedAPI) GetTraining(ctx context.Context, id string) (replicate.Training, error) {
+	a.on()
+	return a.API.GetTraining(ctx, id)
+}
+
+func (a *timedAPI) ListTrainings(ctx context.Context, page string) (replicate.Page, error) {
+	a.on()
+	return a.API.ListTrainings(ctx, page)
+}
+
+// A few due trainings among many others on the account are not worth a
+// deep read of the list: once a page finds none of them, the pages left
+// down to the oldest would cost more than their GETs.
+func TestSparseDueAreFetchedNotSwept(t *testing.T) {
+	api, svc := setup(5000, 0)
+	for i := 150; i < 5000; i += 1000 { // 5 due, spread through 50 pages
+		tr := api.trainings[i]
+		svc.due = append(svc.due, training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training, CreatedAt: *tr.CreatedAt})
+	}
+	if _, err := newPoller(api, svc).RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.observed) != 5 {
+		t.Fatalf("observed %d of 5", len(svc.observed))
+	}
+	if api.lists != 1 || api.gets != 5 {
+		t.Errorf("%d list calls and %d GETs for 5 due trainings, want 1 page, then GETs", api.lists, api.gets)
+	}
+}
+
+func TestWorthReading(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	cases := []struct {
+		missing, read, lastFound int
+		covered, left            time.Duration // creation time read so far, and left down to the target
+		want                     bool
+	}{
+		{9000, 1000, 0, 100 * time.Second, 900 * time.Second, true}, // 90 pages for 9,000
+		{5, 100, 0, 100 * time.Second, 1600 * time.Second, false},   // 16 pages for 5
+		{16, 100, 0, 100 * time.Second, 1600 * time.Second, true},
+		{5, 100, 1, 100 * time.Second, 1600 * time.Second, true}, // the last page paid for itself
+		{5, 100, 0, 100 * time.Second, -10 * time.Second, false}, // past the target, nothing found
+		{5, 100, 0, 0, time.Hour, false},                         // no spread to go by
+	}
+	for _, c := range cases {
+		l := listed{read: c.read, lastFound: c.lastFound, newest: t0, oldest: t0.Add(-c.covered)}
+		l.target = l.oldest.Add(-c.left)
+		if got := l.worthReading(c.missing); got != c.want {
+			t.Errorf("%+v: worth reading %v, want %v", c, got, c.want)
+		}
+	}
+}
