@@ -49,6 +49,10 @@ type App struct {
 	http     *http.Server
 	apiCalls *metrics.Counter
 	bridge   *pgnotify.Bridge // PostgreSQL only
+
+	// Retention: what prunes deleted, and when Run prunes (tests shorten it).
+	pruneMetrics           *pruneMetrics
+	pruneFirst, pruneEvery time.Duration
 }
 
 // NewLogger returns the logger the configuration asks for: JSON when out is
@@ -77,7 +81,8 @@ func NewLogger(cfg config.Config, out io.Writer) (*slog.Logger, func()) {
 // listens before serving so a busy port fails the start instead of leaving a
 // process that serves nothing. Call Run to serve.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
-	a := &App{Config: cfg, Log: log, Metrics: metrics.New()}
+	a := &App{Config: cfg, Log: log, Metrics: metrics.New(), pruneFirst: pruneFirst, pruneEvery: pruneEvery}
+	a.pruneMetrics = newPruneMetrics(a.Metrics)
 	defer func() {
 		if err != nil {
 			a.closeStore()
@@ -205,6 +210,12 @@ func (a *App) Run(ctx context.Context) error {
 			a.Poller.Run(pctx)
 		}
 	}()
+	rctx, stopPruner := context.WithCancel(context.Background())
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		a.runPruner(rctx, a.pruneFirst, a.pruneEvery)
+	}()
 	bctx, stopBridge := context.WithCancel(context.Background())
 	bridged := make(chan struct{})
 	go func() {
@@ -228,7 +239,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	// A check cut short leaves its lease; the model is due again after it.
 	stopPoller()
+	stopPruner() // a prune stops after its current batch
 	<-polled
+	<-pruned
 	a.Service.Close()
 	stopBridge() // it sends what is queued before it returns
 	<-bridged

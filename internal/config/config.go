@@ -32,6 +32,9 @@ const (
 	MinReconcileAfter = time.Second
 	MinSecretKeyLen   = 32
 	MinHTTPTimeout    = time.Second
+	MinRetention      = time.Hour
+	MaxRetention      = 100 * 365 * 24 * time.Hour
+	MaxRefusedMax     = 1 << 30
 )
 
 // Webhook events Replicate can be asked for, in lifecycle order.
@@ -127,6 +130,16 @@ type Config struct {
 	// HSTS is true when AppURL is https, so responses may carry
 	// Strict-Transport-Security.
 	HSTS bool
+	// Retention is TRAINHOOK_RETENTION, how long verified deliveries are
+	// kept (default 30 days, at least 1h); 0 ("off") keeps them forever.
+	// Claims and held reports follow it, with a floor (see internal/app).
+	Retention time.Duration
+	// RefusedRetention is TRAINHOOK_REFUSED_RETENTION, how long refused
+	// deliveries are kept (default 7 days, at least 1h); 0 ("off") forever.
+	RefusedRetention time.Duration
+	// RefusedMax is TRAINHOOK_REFUSED_MAX, the most refused deliveries
+	// kept (default 100000); 0 ("off") means no cap.
+	RefusedMax int
 }
 
 // Error is one problem with one variable. Load joins them with errors.Join;
@@ -224,6 +237,9 @@ func Load(getenv func(string) string) (Config, error) {
 	l.events(&c)
 	l.secretKey(&c)
 	l.logging(&c)
+	c.Retention = l.retention(EnvRetention)
+	c.RefusedRetention = l.retention(EnvRefusedRetention)
+	l.refusedMax(&c)
 
 	if appURLOK {
 		l.decideMode(&c)
@@ -717,4 +733,64 @@ func (l *loader) logging(c *Config) {
 	default:
 		l.bad(EnvLogFormat, raw, "auto, json or text")
 	}
+}
+
+const wantRetention = "a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever"
+
+// retention reads a retention period: 0 means keep forever.
+func (l *loader) retention(name string) time.Duration {
+	raw := l.value(name)
+	d, ok := ParseRetention(raw)
+	switch {
+	case !ok:
+		l.bad(name, raw, wantRetention)
+		return 0
+	case d != 0 && d < MinRetention:
+		l.bad(name, raw, "at least 1h, or off (or 0) to keep forever: a shorter retention would delete deliveries before anyone could look at them")
+		return 0
+	case d > MaxRetention:
+		l.bad(name, raw, "at most 36500d (100 years), or off to keep forever")
+		return 0
+	}
+	return d
+}
+
+// ParseRetention reads a retention period: "off" or a zero ("0", "0d",
+// "0s") is 0, keep forever; a whole number of days with d ("30d"); or a Go
+// duration ("72h", "90m"). Negative values are refused. A count of days
+// too large for a Duration returns the largest Duration.
+func ParseRetention(s string) (time.Duration, bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "off" || s == "0" {
+		return 0, true
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		const maxDays = uint64(1<<63-1) / uint64(24*time.Hour)
+		if n > maxDays {
+			return 1<<63 - 1, true
+		}
+		return time.Duration(n) * 24 * time.Hour, true
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, false
+	}
+	return d, true
+}
+
+func (l *loader) refusedMax(c *Config) {
+	raw := l.value(EnvRefusedMax)
+	if strings.EqualFold(raw, "off") {
+		return
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 || n > MaxRefusedMax {
+		l.bad(EnvRefusedMax, raw, fmt.Sprintf("a whole number of deliveries from 0 to %d such as 100000, or off (or 0) for no cap", MaxRefusedMax))
+		return
+	}
+	c.RefusedMax = n
 }

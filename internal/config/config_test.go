@@ -62,6 +62,9 @@ func TestDefaults(t *testing.T) {
 		WebhookEvents:    []string{"start", "completed"},
 		LogLevel:         slog.LevelInfo,
 		LogFormat:        "auto",
+		Retention:        30 * 24 * time.Hour,
+		RefusedRetention: 7 * 24 * time.Hour,
+		RefusedMax:       100000,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %s\nwant %s", c, want)
@@ -99,8 +102,8 @@ func TestVarsMatchLoad(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Load reads %v\nVars lists %v", got, want)
 	}
-	if n := len(Vars()); n != 21 {
-		t.Errorf("len(Vars()) = %d, want 21", n)
+	if n := len(Vars()); n != 24 {
+		t.Errorf("len(Vars()) = %d, want 24", n)
 	}
 }
 
@@ -181,6 +184,22 @@ func TestValidValues(t *testing.T) {
 		// TRAINHOOK_API_RATE_LIMIT
 		{map[string]string{"TRAINHOOK_API_RATE_LIMIT": "1"}, func(c Config) any { return c.APIRateLimit }, 1},
 		{map[string]string{"TRAINHOOK_API_RATE_LIMIT": "3000"}, func(c Config) any { return c.APIRateLimit }, 3000},
+		// TRAINHOOK_RETENTION, TRAINHOOK_REFUSED_RETENTION, TRAINHOOK_REFUSED_MAX
+		{map[string]string{"TRAINHOOK_RETENTION": "90d"}, func(c Config) any { return c.Retention }, 90 * 24 * time.Hour},
+		{map[string]string{"TRAINHOOK_RETENTION": " 90D "}, func(c Config) any { return c.Retention }, 90 * 24 * time.Hour},
+		{map[string]string{"TRAINHOOK_RETENTION": "72h"}, func(c Config) any { return c.Retention }, 72 * time.Hour},
+		{map[string]string{"TRAINHOOK_RETENTION": "1h"}, func(c Config) any { return c.Retention }, time.Hour},
+		{map[string]string{"TRAINHOOK_RETENTION": "off"}, func(c Config) any { return c.Retention }, time.Duration(0)},
+		{map[string]string{"TRAINHOOK_RETENTION": "OFF"}, func(c Config) any { return c.Retention }, time.Duration(0)},
+		{map[string]string{"TRAINHOOK_RETENTION": "0"}, func(c Config) any { return c.Retention }, time.Duration(0)},
+		{map[string]string{"TRAINHOOK_RETENTION": "0d"}, func(c Config) any { return c.Retention }, time.Duration(0)},
+		{map[string]string{"TRAINHOOK_RETENTION": "36500d"}, func(c Config) any { return c.Retention }, 36500 * 24 * time.Hour},
+		{map[string]string{"TRAINHOOK_REFUSED_RETENTION": "1d"}, func(c Config) any { return c.RefusedRetention }, 24 * time.Hour},
+		{map[string]string{"TRAINHOOK_REFUSED_RETENTION": "90m"}, func(c Config) any { return c.RefusedRetention }, 90 * time.Minute},
+		{map[string]string{"TRAINHOOK_REFUSED_RETENTION": "off"}, func(c Config) any { return c.RefusedRetention }, time.Duration(0)},
+		{map[string]string{"TRAINHOOK_REFUSED_MAX": "500"}, func(c Config) any { return c.RefusedMax }, 500},
+		{map[string]string{"TRAINHOOK_REFUSED_MAX": "0"}, func(c Config) any { return c.RefusedMax }, 0},
+		{map[string]string{"TRAINHOOK_REFUSED_MAX": "Off"}, func(c Config) any { return c.RefusedMax }, 0},
 		// TRAINHOOK_POLL_INTERVAL and TRAINHOOK_RECONCILE_AFTER
 		{map[string]string{"TRAINHOOK_POLL_INTERVAL": "100ms"}, func(c Config) any { return c.PollInterval }, 100 * time.Millisecond},
 		{map[string]string{"TRAINHOOK_POLL_INTERVAL": "1m30s"}, func(c Config) any { return c.PollInterval }, 90 * time.Second},
@@ -292,6 +311,19 @@ func TestInvalidValues(t *testing.T) {
 		{map[string]string{"TRAINHOOK_LOG_LEVEL": "verbose"}, `TRAINHOOK_LOG_LEVEL="verbose": want debug, info, warn or error`},
 		{map[string]string{"TRAINHOOK_LOG_LEVEL": "INFO+2"}, `TRAINHOOK_LOG_LEVEL="INFO+2": want debug, info, warn or error`},
 		{map[string]string{"TRAINHOOK_LOG_FORMAT": "logfmt"}, `TRAINHOOK_LOG_FORMAT="logfmt": want auto, json or text`},
+		{map[string]string{"TRAINHOOK_RETENTION": "30"}, `TRAINHOOK_RETENTION="30": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "1.5d"}, `TRAINHOOK_RETENTION="1.5d": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "-1d"}, `TRAINHOOK_RETENTION="-1d": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "-1h"}, `TRAINHOOK_RETENTION="-1h": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "never"}, `TRAINHOOK_RETENTION="never": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "30m"}, `TRAINHOOK_RETENTION="30m": want at least 1h, or off (or 0) to keep forever: a shorter retention would delete deliveries before anyone could look at them`},
+		{map[string]string{"TRAINHOOK_RETENTION": "36501d"}, `TRAINHOOK_RETENTION="36501d": want at most 36500d (100 years), or off to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "99999999999999999999d"}, `TRAINHOOK_RETENTION="99999999999999999999d": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_RETENTION": "9999999999d"}, `TRAINHOOK_RETENTION="9999999999d": want at most 36500d (100 years), or off to keep forever`},
+		{map[string]string{"TRAINHOOK_REFUSED_RETENTION": "1s"}, `TRAINHOOK_REFUSED_RETENTION="1s": want at least 1h, or off (or 0) to keep forever: a shorter retention would delete deliveries before anyone could look at them`},
+		{map[string]string{"TRAINHOOK_REFUSED_RETENTION": "a week"}, `TRAINHOOK_REFUSED_RETENTION="a week": want a retention such as 30d (days), 72h or 90m (a Go duration, at least 1h), or off (or 0) to keep forever`},
+		{map[string]string{"TRAINHOOK_REFUSED_MAX": "-1"}, `TRAINHOOK_REFUSED_MAX="-1": want a whole number of deliveries from 0 to 1073741824 such as 100000, or off (or 0) for no cap`},
+		{map[string]string{"TRAINHOOK_REFUSED_MAX": "10k"}, `TRAINHOOK_REFUSED_MAX="10k": want a whole number of deliveries from 0 to 1073741824 such as 100000, or off (or 0) for no cap`},
 	}
 	for _, tt := range tests {
 		_, err := Load(env(tt.env))

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // redacted replaces passwords in URLs, as url.URL.Redacted does.
@@ -41,7 +42,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Bool("hsts", c.HSTS),
+		slog.String("retention", describeRetention(c.Retention)),
+		slog.String("refused_retention", describeRetention(c.RefusedRetention)),
+		slog.Int("refused_max", c.RefusedMax),
 	)
+}
+
+// describeRetention shows a retention as days when it is whole days.
+func describeRetention(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "off"
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
 }
 
 func setOrUnset(s string) string {

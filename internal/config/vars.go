@@ -39,6 +39,9 @@ const (
 	EnvSecretKey        = "TRAINHOOK_SECRET_KEY"
 	EnvLogLevel         = "TRAINHOOK_LOG_LEVEL"
 	EnvLogFormat        = "TRAINHOOK_LOG_FORMAT"
+	EnvRetention        = "TRAINHOOK_RETENTION"
+	EnvRefusedRetention = "TRAINHOOK_REFUSED_RETENTION"
+	EnvRefusedMax       = "TRAINHOOK_REFUSED_MAX"
 )
 
 // table is every variable Load reads, in the order the docs list them.
@@ -74,6 +77,13 @@ var table = []Var{
 	{Name: EnvWebhookEvents, Default: "start,completed", Description: "Comma-separated webhook events to ask Replicate for: start, output, logs, completed. Must include completed."},
 	{Name: EnvSecretKey, Secret: true, Description: "Key for per-model webhook tokens, at least 32 characters (for example: openssl rand -base64 32). " +
 		"Unset: trainhook generates one and keeps it in the database."},
+	{Name: EnvRetention, Default: "30d", Description: "How long verified webhook deliveries, payloads included, are kept: days such as 30d, " +
+		"a Go duration such as 72h (at least 1h), or off to keep them forever. Webhook-id claims (which make a repeated delivery a duplicate) " +
+		"and early reports held for unknown training ids go after it too, but never within 3 days. Models and their history are never deleted."},
+	{Name: EnvRefusedRetention, Default: "7d", Description: "How long refused deliveries (bad or missing signature; at most 4 KiB of body each) " +
+		"are kept: days, a Go duration of at least 1h, or off."},
+	{Name: EnvRefusedMax, Default: "100000", Description: "Most refused deliveries kept, whatever their age: beyond it the oldest are deleted " +
+		"at the next prune (every 10 minutes), so a flood of forged requests cannot fill the disk. 0 or off: no cap."},
 	{Name: EnvLogLevel, Default: "info", Description: "debug, info, warn or error."},
 	{Name: EnvLogFormat, Default: "auto", Description: "auto, json or text. auto: JSON when standard output is not a terminal, text when it is."},
 }

@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/trainhook/trainhook/internal/training"
@@ -36,6 +37,15 @@ type Store interface {
 	GetDelivery(ctx context.Context, id int64) (training.Delivery, error)
 	// CountModels counts models by status, for metrics and the dashboard.
 	CountModels(ctx context.Context) (map[training.Status]int, error)
+
+	// Prune deletes what p says has been kept long enough, in transactions
+	// of at most p.BatchRows rows and about p.BatchBytes payload bytes each,
+	// so that no prune holds SQLite's write lock, or PostgreSQL's row locks,
+	// for long. It never touches models or their history. Several prunes
+	// may run at once (instances sharing PostgreSQL): each row is deleted
+	// once, and counted by the prune that deleted it. When ctx ends it stops
+	// after the current batch and returns what it deleted with ctx's error.
+	Prune(ctx context.Context, p PrunePolicy) (Pruned, error)
 
 	// Ping checks the database answers; Migrated reports the schema version
 	// applied and the newest one this binary knows.
@@ -101,3 +111,77 @@ type DeliveryFilter struct {
 	Before   int64  // cursor: only deliveries with a lower id; 0: from the newest
 	Limit    int    // 1..1000
 }
+
+// Default batch bounds of Prune.
+const (
+	DefaultPruneRows  = 1000
+	DefaultPruneBytes = 64 << 20
+)
+
+// PrunePolicy says which rows Prune deletes. A zero time deletes none of
+// that kind. Rows whose time is unknown (NULL) are kept.
+type PrunePolicy struct {
+	// VerifiedBefore: verified deliveries received before it, payloads
+	// included.
+	VerifiedBefore time.Time
+	// RefusedBefore: refused deliveries received before it.
+	RefusedBefore time.Time
+	// RefusedKeep caps the refused deliveries kept: all but the newest
+	// RefusedKeep (by id) are deleted, whatever their age. 0: no cap.
+	RefusedKeep int
+	// ClaimsBefore: webhook-id claims (ClaimWebhookID) made before it. A
+	// delivery whose claim is gone is no longer recognised as a duplicate.
+	ClaimsBefore time.Time
+	// HeldBefore: held observations (HoldObservation) received before it.
+	HeldBefore time.Time
+	// BatchRows bounds the rows one transaction deletes (0:
+	// DefaultPruneRows); BatchBytes bounds the delivery payload bytes (0:
+	// DefaultPruneBytes), though a batch always deletes at least one row.
+	BatchRows  int
+	BatchBytes int64
+}
+
+// Batch returns the batch bounds with defaults applied.
+func (p PrunePolicy) Batch() (rows int, bytes int64) {
+	rows, bytes = p.BatchRows, p.BatchBytes
+	if rows <= 0 {
+		rows = DefaultPruneRows
+	}
+	if bytes <= 0 {
+		bytes = DefaultPruneBytes
+	}
+	return rows, bytes
+}
+
+// Pruned is what one Prune deleted.
+type Pruned struct {
+	Verified     int64 // verified deliveries
+	Refused      int64 // refused deliveries older than RefusedBefore
+	RefusedOver  int64 // refused deliveries beyond RefusedKeep
+	PayloadBytes int64 // delivery payload bytes among them
+	Claims       int64 // webhook-id claims
+	Held         int64 // held observations
+	// HeldTrainingIDs are the distinct training ids of the held
+	// observations deleted, at most MaxPrunedHeldIDs of them, for the log.
+	HeldTrainingIDs []string
+	Batches         int // transactions run (each one statement on PostgreSQL)
+}
+
+// MaxPrunedHeldIDs bounds Pruned.HeldTrainingIDs.
+const MaxPrunedHeldIDs = 20
+
+// AddHeldIDs adds training ids to HeldTrainingIDs, without repeats, up to
+// MaxPrunedHeldIDs.
+func (p *Pruned) AddHeldIDs(ids ...string) {
+	for _, id := range ids {
+		if len(p.HeldTrainingIDs) >= MaxPrunedHeldIDs {
+			return
+		}
+		if !slices.Contains(p.HeldTrainingIDs, id) {
+			p.HeldTrainingIDs = append(p.HeldTrainingIDs, id)
+		}
+	}
+}
+
+// Total is the number of rows deleted.
+func (p Pruned) Total() int64 { return p.Verified + p.Refused + p.RefusedOver + p.Claims + p.Held }

@@ -16,6 +16,8 @@
 //   - ListDeliveries returns whole deliveries, payload included.
 //   - Times come back Equal to those written, to the microsecond.
 //   - A failed Write, including a canceled one, leaves nothing behind.
+//   - Prune counts each row it deletes once, even when prunes run at once,
+//     and keeps rows whose time is unknown.
 package storetest
 
 import (
@@ -70,6 +72,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountModels", testCountModels},
 		{"ConcurrentUpdatesLoseNothing", testConcurrentUpdates},
 		{"PingAndMigrated", testPingMigrated},
+		{"PruneByAge", testPruneByAge},
+		{"PruneNothing", testPruneNothing},
+		{"PruneBatches", testPruneBatches},
+		{"PruneRefusedCap", testPruneRefusedCap},
+		{"PruneConcurrent", testPruneConcurrent},
+		{"PruneCanceled", testPruneCanceled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
