@@ -142,12 +142,11 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// newClient returns a client that can only reach base's host and port, only
-// over loopback, never through a proxy and never following redirects, with
-// room in its idle pool for every worker's connection.
-func newClient(base *url.URL, concurrency int) *http.Client {
+// dialer returns a dial function that reaches only base's host and port,
+// and only over loopback.
+func dialer(base *url.URL) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	allowed := hostPort(base)
-	dialer := &net.Dialer{
+	d := &net.Dialer{
 		Timeout:   5 * time.Second,
 		KeepAlive: 30 * time.Second,
 		// Checked on the resolved address, so "localhost" cannot lead off the machine.
@@ -162,14 +161,21 @@ func newClient(base *url.URL, concurrency int) *http.Client {
 			return nil
 		},
 	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != allowed {
+			return nil, fmt.Errorf("refusing to dial %s: ingestbench only talks to %s", addr, allowed)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// newClient returns a client that can only reach base's host and port, only
+// over loopback, never through a proxy and never following redirects, with
+// room in its idle pool for every worker's connection.
+func newClient(base *url.URL, concurrency int) *http.Client {
 	tr := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if addr != allowed {
-				return nil, fmt.Errorf("refusing to dial %s: ingestbench only talks to %s", addr, allowed)
-			}
-			return dialer.DialContext(ctx, network, addr)
-		},
+		Proxy:                 nil,
+		DialContext:           dialer(base),
 		MaxIdleConns:          concurrency + 4,
 		MaxIdleConnsPerHost:   concurrency + 4, // the default of 2 would close and redial most connections
 		MaxConnsPerHost:       concurrency,
@@ -216,7 +222,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.DurationMax)
 	defer cancel()
 
-	b := &bench{o: o, base: strings.TrimRight(base.String(), "/"), client: newClient(base, o.Concurrency)}
+	b := &bench{o: o, base: strings.TrimRight(base.String(), "/"), client: newClient(base, o.Concurrency),
+		addr: hostPort(base), dial: dialer(base), prefix: strings.TrimRight(base.EscapedPath(), "/")}
 	defer b.client.CloseIdleConnections()
 	pl, err := newPayload(o.PayloadBytes, b.base+pathWebhook, time.Now())
 	if err != nil {
@@ -290,6 +297,9 @@ type bench struct {
 	o           Options
 	base        string
 	client      *http.Client
+	addr        string // host:port, for the timed phase's own connections
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	prefix      string // base's path, without a trailing slash
 	trainingIDs []string
 	modelIDs    []string
 }
@@ -402,6 +412,11 @@ func (b *bench) deliver(ctx context.Context, pl *payload) deliveries {
 		t := &tally{errors: map[string]int{}, latencies: make([]time.Duration, 0, b.o.N/len(tallies)+1)}
 		tallies[w] = t
 		wg.Go(func() {
+			conn := &wireConn{host: b.addr, dial: func(ctx context.Context) (net.Conn, error) {
+				return b.dial(ctx, "tcp", b.addr)
+			}}
+			defer conn.close()
+			headers := make([]string, 6)
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= b.o.N || ctx.Err() != nil {
@@ -409,15 +424,12 @@ func (b *bench) deliver(ctx context.Context, pl *payload) deliveries {
 				}
 				tid := b.trainingIDs[i]
 				body := pl.body(tid)
-				req, err := b.newRequest(ctx, http.MethodPost, pathWebhook, body)
-				if err != nil {
-					t.errors["request"]++
-					t.failed++
-					continue
-				}
-				b.o.Key.SignRequest(req.Header, "msg_"+tid, time.Now(), body)
+				id, ts := "msg_"+tid, time.Now().Unix()
+				headers[0], headers[1] = replicate.HeaderID, id
+				headers[2], headers[3] = replicate.HeaderTimestamp, strconv.FormatInt(ts, 10)
+				headers[4], headers[5] = replicate.HeaderSignature, b.o.Key.Sign(id, ts, body)
 				t0 := time.Now()
-				code, resp, err := b.do(req)
+				code, resp, err := conn.post(ctx, b.prefix+pathWebhook, headers, body)
 				lat := time.Since(t0)
 				if err != nil && ctx.Err() != nil {
 					return // cut off by --duration-max; not counted

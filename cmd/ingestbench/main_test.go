@@ -199,9 +199,11 @@ func TestRunAgainstStub(t *testing.T) {
 			t.Errorf("training id %q", m.TrainingID)
 		}
 	}
-	// Connections are reused: no more than one per worker.
-	if n := s.newConns.Load(); n > int64(o.Concurrency) {
-		t.Errorf("opened %d connections for concurrency %d", n, o.Concurrency)
+	// Connections are reused: no more than one per worker for registering
+	// and verifying (net/http's pool) and one per worker for the timed
+	// deliveries (their own connections).
+	if n := s.newConns.Load(); n > 2*int64(o.Concurrency) {
+		t.Errorf("opened %d connections for concurrency %d, want at most %d", n, o.Concurrency, 2*o.Concurrency)
 	}
 }
 

@@ -158,7 +158,7 @@ type Pruned struct {
 	Verified     int64 // verified deliveries
 	Refused      int64 // refused deliveries older than RefusedBefore
 	RefusedOver  int64 // refused deliveries beyond RefusedKeep
-	PayloadBytes int64 // delivery payload bytes among them
+	PayloadBytes int64 // delivery payload bytes among them, as stored (a store may compress them)
 	Claims       int64 // webhook-id claims
 	Held         int64 // held observations
 	// HeldTrainingIDs are the distinct training ids of the held

@@ -108,6 +108,9 @@ func scanModel(row scanner) (training.Model, error) {
 	if err != nil {
 		return training.Model{}, err
 	}
+	if m.LogTail, err = unpackText(m.LogTail); err != nil {
+		return training.Model{}, fmt.Errorf("log tail of model %s: %w", m.ID, err)
+	}
 	m.Status = training.Status(status)
 	m.Input, m.Output, m.Metadata = rawJSON(input), rawJSON(output), rawJSON(metadata)
 	m.Flagged = flagged != 0
@@ -123,12 +126,31 @@ func modelArgs(m *training.Model) ([]any, error) {
 	args := []any{
 		m.Name, strings.ToLower(m.Name), m.TrainingID, m.Trainer, m.Destination, jsonText(m.Input),
 		string(m.Status), m.RemoteStatus, jsonText(m.Output), m.Error,
-		m.Progress.Percent, int64(m.Progress.Step), int64(m.Progress.Total), m.LogTail, int64(m.LogLen),
+		m.Progress.Percent, int64(m.Progress.Step), int64(m.Progress.Total), packText(m.LogTail), int64(m.LogLen),
 		jsonText(m.Metadata), boolInt(m.Flagged), m.IdempotencyKey,
 		e.time("created_at", m.CreatedAt), e.timePtr("started_at", m.StartedAt),
 		e.timePtr("completed_at", m.CompletedAt), e.time("updated_at", m.UpdatedAt),
 		e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
 		m.ID, // last but one or last: see the SQL
+	}
+	return args, e.err
+}
+
+// modelStateColumns lists the columns modelStateArgs gives values for,
+// before id: those a report changes (see stmtUpdateModelState).
+const modelStateColumns = `status = ?, remote_status = ?, output = ?, error = ?,
+	progress_percent = ?, progress_step = ?, progress_total = ?, log_tail = ?, log_len = ?,
+	flagged = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?`
+
+// modelStateArgs are the values of modelStateColumns, then the id.
+func modelStateArgs(m *training.Model) ([]any, error) {
+	var e encoder
+	args := []any{
+		string(m.Status), m.RemoteStatus, jsonText(m.Output), m.Error,
+		m.Progress.Percent, int64(m.Progress.Step), int64(m.Progress.Total), packText(m.LogTail), int64(m.LogLen),
+		boolInt(m.Flagged), e.timePtr("started_at", m.StartedAt), e.timePtr("completed_at", m.CompletedAt),
+		e.time("updated_at", m.UpdatedAt), e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
+		m.ID,
 	}
 	return args, e.err
 }
@@ -146,6 +168,9 @@ func scanDelivery(row scanner) (training.Delivery, error) {
 		&d.TrainingID, &d.ModelID, &d.RemoteStatus, &d.Timestamp, &d.Signature, &d.ReplayOf, &d.Payload)
 	if err != nil {
 		return training.Delivery{}, err
+	}
+	if d.Payload, err = unpack(d.Payload); err != nil {
+		return training.Delivery{}, fmt.Errorf("payload of delivery %d: %w", d.ID, err)
 	}
 	d.ReceivedAt = decodeTime(received)
 	d.Verified = verified != 0

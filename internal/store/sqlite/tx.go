@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -29,6 +30,7 @@ const (
 	stmtModelExists
 	stmtInsertModel
 	stmtUpdateModel
+	stmtUpdateModelState
 	stmtAddHistory
 	stmtAddDelivery
 	stmtClaimWebhookID
@@ -73,6 +75,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 	// The conditional update: no row changes unless the version read is
 	// still the stored one.
 	stmtUpdateModel: `UPDATE models SET ` + modelSetColumns + `, version = version + 1
+WHERE id = ? AND version = ?`,
+	// The columns a report changes. Leaving the others out of SET spares
+	// SQLite the indexes on training_id and idempotency_key and the
+	// json_valid checks on input and metadata, which it otherwise redoes on
+	// every update whatever the values.
+	stmtUpdateModelState: `UPDATE models SET ` + modelStateColumns + `, version = version + 1
 WHERE id = ? AND version = ?`,
 	stmtAddHistory: `INSERT INTO history (model_id, from_status, to_status, remote_status, decision, source, source_ref, note, at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -162,8 +170,31 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) 
 // while Write holds it.
 type tx struct {
 	s     *Store
-	ended atomic.Bool // set when its Write returns: the connection is no longer its own
-	lost  error       // set when SQLite rolled the transaction back by itself
+	ended atomic.Bool            // set when its Write returns: the connection is no longer its own
+	lost  error                  // set when SQLite rolled the transaction back by itself
+	read  map[string]fixedFields // models read in this transaction, by id
+}
+
+// fixedFields are the columns of a model that reports do not change, as
+// read at version. If an update at that version leaves them as they are,
+// UpdateModel writes only the others (stmtUpdateModelState): the version
+// check makes that the same update.
+type fixedFields struct {
+	version                                         int64
+	name, trainingID, trainer, destination, idemKey string
+	input, metadata                                 []byte
+	created                                         time.Time
+}
+
+func fixedOf(m *training.Model) fixedFields {
+	return fixedFields{version: m.Version, name: m.Name, trainingID: m.TrainingID, trainer: m.Trainer,
+		destination: m.Destination, idemKey: m.IdempotencyKey, input: m.Input, metadata: m.Metadata, created: m.CreatedAt}
+}
+
+func (f fixedFields) same(g fixedFields) bool {
+	return f.version == g.version && f.name == g.name && f.trainingID == g.trainingID && f.trainer == g.trainer &&
+		f.destination == g.destination && f.idemKey == g.idemKey && bytes.Equal(f.input, g.input) &&
+		bytes.Equal(f.metadata, g.metadata) && f.created.Equal(g.created)
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -218,6 +249,12 @@ func (t *tx) modelBy(ctx context.Context, i int, key string) (training.Model, er
 		return training.Model{}, err
 	}
 	m, err := scanModel(st.QueryRowContext(ctx, key))
+	if err == nil {
+		if t.read == nil {
+			t.read = make(map[string]fixedFields)
+		}
+		t.read[m.ID] = fixedOf(&m)
+	}
 	return m, t.failed(err)
 }
 
@@ -276,11 +313,16 @@ func (t *tx) InsertModel(ctx context.Context, m *training.Model) error {
 }
 
 func (t *tx) UpdateModel(ctx context.Context, m *training.Model) error {
-	ctx, st, err := t.begin(ctx, stmtUpdateModel)
+	fixed := fixedOf(m)
+	stmt, argsOf := stmtUpdateModel, modelArgs
+	if read, ok := t.read[m.ID]; ok && read.same(fixed) {
+		stmt, argsOf = stmtUpdateModelState, modelStateArgs
+	}
+	ctx, st, err := t.begin(ctx, stmt)
 	if err != nil {
 		return fmt.Errorf("update model %s: %w", m.ID, err)
 	}
-	args, err := modelArgs(m)
+	args, err := argsOf(m)
 	if err != nil {
 		return fmt.Errorf("update model %s: %w", m.ID, err)
 	}
@@ -308,6 +350,10 @@ func (t *tx) UpdateModel(ctx context.Context, m *training.Model) error {
 		return fmt.Errorf("update model %s at version %d: %w", m.ID, m.Version, store.ErrStale)
 	}
 	m.Version++
+	if t.read != nil {
+		fixed.version = m.Version
+		t.read[m.ID] = fixed
+	}
 	return nil
 }
 
@@ -344,7 +390,7 @@ func (t *tx) AddDelivery(ctx context.Context, d training.Delivery) (int64, error
 		return 0, fmt.Errorf("add delivery %s: %w", d.WebhookID, e.err)
 	}
 	res, err := st.ExecContext(ctx, d.WebhookID, received, boolInt(d.Verified), d.Reason,
-		d.Outcome, d.TrainingID, d.ModelID, d.RemoteStatus, d.Timestamp, d.Signature, d.ReplayOf, d.Payload)
+		d.Outcome, d.TrainingID, d.ModelID, d.RemoteStatus, d.Timestamp, d.Signature, d.ReplayOf, pack(d.Payload))
 	if err != nil {
 		return 0, fmt.Errorf("add delivery %s: %w", d.WebhookID, t.failed(err))
 	}

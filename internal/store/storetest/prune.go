@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -213,8 +214,8 @@ func testPruneBatches(t *testing.T, s store.Store) {
 	}
 	// Two payloads, each bigger than a batch's bytes on its own.
 	in = append(in,
-		training.Delivery{WebhookID: "big1", ReceivedAt: at(20 * time.Second), Verified: true, Outcome: "applied", Payload: bytes.Repeat([]byte{'b'}, 1000)},
-		training.Delivery{WebhookID: "big2", ReceivedAt: at(21 * time.Second), Verified: true, Outcome: "applied", Payload: bytes.Repeat([]byte{'b'}, 1000)},
+		training.Delivery{WebhookID: "big1", ReceivedAt: at(20 * time.Second), Verified: true, Outcome: "applied", Payload: incompressible(1000, 1)},
+		training.Delivery{WebhookID: "big2", ReceivedAt: at(21 * time.Second), Verified: true, Outcome: "applied", Payload: incompressible(1000, 2)},
 		training.Delivery{WebhookID: "keep", ReceivedAt: at(time.Hour), Verified: true, Outcome: "applied"})
 	ds := addDeliveries(t, s, in)
 	for i := range 7 {
@@ -321,4 +322,15 @@ func testPruneCanceled(t *testing.T, s store.Store) {
 	if left := allDeliveryIDs(t, s); !slices.Equal(left, deliveryIDs(ds)) {
 		t.Errorf("a canceled prune deleted deliveries: %v left", left)
 	}
+}
+
+// incompressible returns n bytes no store can compress (a store may keep
+// payloads compressed, and PayloadBytes counts the bytes stored).
+func incompressible(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }
