@@ -168,7 +168,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	api.Extra = func(mux *http.ServeMux, _ func(http.Handler) http.Handler) {
 		web.Register(mux, web.Deps{
 			Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
-			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log,
+			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORS: api.CORS, CORSOrigins: cfg.CORSOrigins,
 		})
 	}
 

@@ -149,6 +149,10 @@ func (a *API) auth(next http.Handler) http.Handler {
 	})
 }
 
+// CORS wraps h with the management API's CORS handling, for routes other
+// packages add (the dashboard's JSON API).
+func (a *API) CORS(h http.Handler) http.Handler { return a.cors(h) }
+
 // cors lets allowed browser origins call the management API. Preflights from
 // other origins are refused; the webhook route never gets CORS headers.
 func (a *API) cors(next http.Handler) http.Handler {

@@ -31,6 +31,11 @@ type Deps struct {
 	APIToken string // when set, the dashboard asks for it once
 	Secure   bool   // APP_URL is https: cookies are Secure
 	Log      *slog.Logger
+	// CORS wraps the JSON API routes (/api/events, /api/deliveries...)
+	// like the rest of the management API, and CORSOrigins are trusted for
+	// their POSTs; nil and empty: same origin only.
+	CORS        func(http.Handler) http.Handler
+	CORSOrigins []string
 }
 
 // csp is the policy of every HTML page: scripts, styles and fetches from
@@ -79,10 +84,16 @@ func Register(mux *http.ServeMux, d Deps) {
 
 	// JSON and the event stream, for the pages' script and for API clients:
 	// a Bearer token or the session cookie.
-	mux.Handle("GET /api/events", s.api(s.events))
-	mux.Handle("GET /api/deliveries", s.api(s.apiDeliveries))
-	mux.Handle("GET /api/deliveries/{id}", s.api(s.apiDelivery))
-	mux.Handle("POST /api/deliveries/{id}/replay", s.api(s.apiReplay))
+	api := func(h handlerFunc) http.Handler {
+		if d.CORS != nil {
+			return d.CORS(s.api(h))
+		}
+		return s.api(h)
+	}
+	mux.Handle("GET /api/events", api(s.events))
+	mux.Handle("GET /api/deliveries", api(s.apiDeliveries))
+	mux.Handle("GET /api/deliveries/{id}", api(s.apiDelivery))
+	mux.Handle("POST /api/deliveries/{id}/replay", api(s.apiReplay))
 
 	// Anything else outside /api/ is a dashboard page that does not exist,
 	// or a method a page does not take.
@@ -110,6 +121,13 @@ func newServer(d Deps) *server {
 		assets:   loadAssets(),
 		streams:  newStreams(),
 		instance: newInstance(),
+	}
+	for _, o := range d.CORSOrigins {
+		// Config validated them as scheme://host[:port]; a browser on one
+		// may POST (with the token or the session's CSRF header).
+		if err := s.origins.AddTrustedOrigin(o); err != nil {
+			s.log.Warn("CORS origin not trusted for the dashboard API's POSTs", "origin", o, "err", err)
+		}
 	}
 	s.pages = parsePages(s.assets)
 	return s
