@@ -291,9 +291,34 @@ func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *ser
 		} else {
 			_, err = p.o.Service.RecoverStart(ctx, m)
 		}
+		if i == 0 && shared {
+			// The first (oldest) start read the shared scan back as far
+			// as the others need: after a crash storm that is the whole
+			// window of starts in doubt, many pages and seconds. The
+			// budget is for the recoveries that follow, which read
+			// nothing more; counting that read left one recovery a tick.
+			begin = time.Now()
+		}
 		switch {
 		case errors.Is(err, service.ErrClaimLost):
 			p.o.Log.Debug("poller: start in doubt changed since it was claimed; left alone", "model_id", m.ID)
+		case err != nil && shared && scan != nil && scan.Err() != nil:
+			// The shared list read failed (a 429 the client gave up
+			// on, an outage): every start left needs it. Hand them all
+			// back without counting a failed attempt each, which would
+			// push a crash storm's starts into ever longer backoff; the
+			// next tick reads a new scan.
+			// This one took its start lease, but failed before any create,
+			// so it may be due again as soon as the others.
+			retry := p.o.Policy.Retry(0)
+			if err := p.o.Service.Reschedule(ctx, m.ID, p.o.Now().Add(retry)); err != nil && ctx.Err() == nil {
+				p.o.Log.Error("poller: could not reschedule", "model_id", m.ID, "err", err)
+			}
+			if err := rec.ReleaseClaims(ctx, starts[i+1:], retry); err != nil && ctx.Err() == nil {
+				p.o.Log.Warn("poller: could not release starts in doubt; they are due when their claim runs out", "count", len(starts)-i-1, "err", err)
+			}
+			p.o.Log.Warn("poller: could not list trainings to recover starts in doubt; retrying them shortly", "count", len(starts)-i, "retry_in", retry, "err", scan.Err())
+			return
 		case err != nil:
 			p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
 			p.retryLater(ctx, m)

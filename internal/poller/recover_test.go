@@ -392,3 +392,77 @@ func TestRecoverClaimedLeavesAChangedModel(t *testing.T) {
 		t.Errorf("calls %v, next check %v; want no call and the other poller's hold (%v) kept", r.calls, got.NextCheckAt, theirs)
 	}
 }
+
+// slowLists delays every list page, as a busy account's do when the window
+// of starts in doubt is thousands of trainings deep.
+type slowLists struct {
+	API
+	delay time.Duration
+}
+
+func (s slowLists) ListTrainings(ctx context.Context, pageURL string) (replicate.Page, error) {
+	time.Sleep(s.delay)
+	return s.API.ListTrainings(ctx, pageURL)
+}
+
+// Reading the shared scan back to the oldest start in doubt does not spend
+// the tick's recovery budget: once it is read, the other starts need no
+// more pages, and one tick recovers many of them, not one.
+func TestDeepScanDoesNotSpendRecoveryBudget(t *testing.T) {
+	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
+	var starts []training.Model
+	for i := 0; i < 20; i++ {
+		starts = append(starts, r.startInDoubt(fmt.Sprintf("deep-%02d", i), i%2 == 0))
+	}
+	r.busy(350)
+	time.Sleep(5 * dueNow)
+
+	p := r.poller(r.svc, Options{RecoverFor: 300 * time.Millisecond})
+	p.o.API = slowLists{API: p.o.API, delay: 150 * time.Millisecond} // 4 pages: 600 ms, twice the budget
+	if _, err := p.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.bound(starts); n < 5 {
+		t.Errorf("one tick recovered %d of %d starts in doubt; want most of them once the scan was read", n, len(starts))
+	}
+}
+
+// A failed list read (an outage, 429s the client gave up on) ends the
+// tick's recoveries: the starts go back, due again shortly, without a
+// failed attempt counted for each, so a crash storm's starts do not drift
+// into long backoff; the next tick recovers them.
+func TestFailedListReadHandsStartsBack(t *testing.T) {
+	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
+	var starts []training.Model
+	for i := 0; i < 10; i++ {
+		starts = append(starts, r.startInDoubt(fmt.Sprintf("outage-%02d", i), i%2 == 0))
+	}
+	time.Sleep(5 * dueNow)
+	if err := r.sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.list", Status: 503, Count: 20}); err != nil {
+		t.Fatal(err)
+	}
+	attempts := map[string]int{}
+	for _, s := range starts {
+		attempts[s.ID] = r.model(s.ID).CheckAttempts
+	}
+	if _, err := r.poller(r.svc, Options{}).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	counted := 0
+	for _, s := range starts {
+		m := r.model(s.ID)
+		if m.TrainingID != "" {
+			t.Fatalf("start %s recovered while listing failed", s.ID)
+		}
+		if m.CheckAttempts > attempts[s.ID] {
+			counted++
+		}
+		if m.NextCheckAt == nil || m.NextCheckAt.After(after.Add(Policy{}.Retry(0))) {
+			t.Errorf("start %s due at %v; want within %v", s.ID, m.NextCheckAt, Policy{}.Retry(0))
+		}
+	}
+	if counted > 1 {
+		t.Errorf("%d of %d starts counted a failed attempt; want at most the one whose recovery hit the failure", counted, len(starts))
+	}
+}

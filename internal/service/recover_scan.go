@@ -74,6 +74,9 @@ func (sc *TrainingScan) More(ctx context.Context) ([]replicate.Training, error) 
 // or a read failed.
 func (sc *TrainingScan) Done() bool { return sc.end || sc.err != nil }
 
+// Err is the error of the read that ended the scan, if one did.
+func (sc *TrainingScan) Err() error { return sc.err }
+
 // Pages is how many pages were read.
 func (sc *TrainingScan) Pages() int { return sc.pages }
 
