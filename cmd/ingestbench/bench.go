@@ -248,7 +248,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	if regErr != nil {
-		res.TimedOut = ctx.Err() != nil
+		if res.TimedOut = ctx.Err() != nil; res.TimedOut {
+			return res, fmt.Errorf("--duration-max %s reached while registering models (%d of %d registered)", o.DurationMax, res.Registered, o.N)
+		}
 		return res, fmt.Errorf("registering models: %w", regErr)
 	}
 

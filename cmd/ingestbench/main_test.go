@@ -273,6 +273,19 @@ func TestRunDurationMax(t *testing.T) {
 	}
 }
 
+// The bound holds in every phase, and the error says which: here the
+// registration alone takes longer than --duration-max.
+func TestRunDurationMaxWhileRegistering(t *testing.T) {
+	_, srv := newStub(t)
+	o := testOptions(srv, 100000)
+	o.Concurrency = 1
+	o.DurationMax = 200 * time.Millisecond
+	res, err := Run(context.Background(), o)
+	if err == nil || !res.TimedOut || !strings.Contains(err.Error(), "--duration-max 200ms reached while registering models") {
+		t.Errorf("got %v, %+v", err, res)
+	}
+}
+
 func TestCheckURL(t *testing.T) {
 	for _, u := range []string{
 		"http://127.0.0.1:8080", "http://127.0.0.1:8080/", "http://127.9.9.9:1", "http://[::1]:8080",
