@@ -271,11 +271,12 @@ func split(ms []training.Model) (starts, running []training.Model) {
 func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *service.TrainingScan) {
 	rec, shared := p.o.Service.(SharedRecoverer)
 	begin := time.Now() // a budget of work time, not of the injectable clock
+	budget, calls := p.o.RecoverFor, p.calls.Load()
 	for i, m := range starts {
 		if ctx.Err() != nil {
 			return
 		}
-		if i > 0 && time.Since(begin) >= p.o.RecoverFor {
+		if i > 0 && time.Since(begin) >= budget {
 			if !shared {
 				return
 			}
@@ -296,7 +297,13 @@ func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *ser
 			// as the others need: after a crash storm that is the whole
 			// window of starts in doubt, many pages and seconds. The
 			// budget is for the recoveries that follow, which read
-			// nothing more; counting that read left one recovery a tick.
+			// nothing more (counting that read left one recovery a
+			// tick), and, when it read pages, at least as long as that
+			// read, so that re-reading the list each tick costs at most
+			// about half of recovery's time.
+			if p.calls.Load()-calls > 1 {
+				budget = max(p.o.RecoverFor, time.Since(begin))
+			}
 			begin = time.Now()
 		}
 		switch {

@@ -466,3 +466,25 @@ func TestFailedListReadHandsStartsBack(t *testing.T) {
 		t.Errorf("%d of %d starts counted a failed attempt; want at most the one whose recovery hit the failure", counted, len(starts))
 	}
 }
+
+// After a deep scan, recovery goes on for at least as long as the scan took,
+// so that re-reading the list each tick is at most half of what recovery
+// spends: with a tiny RecoverFor, a tick still recovers many starts.
+func TestRecoveryBudgetCoversTheScan(t *testing.T) {
+	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
+	var starts []training.Model
+	for i := 0; i < 20; i++ {
+		starts = append(starts, r.startInDoubt(fmt.Sprintf("cover-%02d", i), i%2 == 0))
+	}
+	r.busy(350)
+	time.Sleep(5 * dueNow)
+
+	p := r.poller(r.svc, Options{RecoverFor: time.Millisecond})
+	p.o.API = slowLists{API: p.o.API, delay: 150 * time.Millisecond} // the scan: 4 pages, 600 ms
+	if _, err := p.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.bound(starts); n < 5 {
+		t.Errorf("one tick recovered %d of %d starts after a 600 ms scan with RecoverFor 1ms; want most of them", n, len(starts))
+	}
+}
