@@ -59,6 +59,7 @@ type options struct {
 	binary         string
 	race           bool
 	keep           bool
+	logLevel       string
 	seed           uint64
 	asJSON         bool
 	out            io.Writer
@@ -157,6 +158,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.binary, "binary", "", "a trainhook binary to run (default: build ./cmd/trainhook into a temporary directory)")
 	fs.BoolVar(&o.race, "race", false, "build trainhook with the race detector (a reported race fails the soak)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (databases, trainhook's logs) and print its path")
+	fs.StringVar(&o.logLevel, "log-level", "info", "TRAINHOOK_LOG_LEVEL of the trainhook processes (debug shows each poller tick's decisions; see --keep)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed for the simulator's dice and the soak's choices (0: random)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the reports as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -188,6 +190,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--concurrency must be at least 1")
 	case o.duration < 100*time.Millisecond:
 		return o, errors.New("--duration must be at least 100ms")
+	case o.logLevel != "debug" && o.logLevel != "info" && o.logLevel != "warn" && o.logLevel != "error":
+		return o, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", o.logLevel)
 	case o.databaseURL != "" && len(o.modes) > 1:
 		return o, errors.New("--database-url names one database: run one --mode at a time with it")
 	}

@@ -142,7 +142,7 @@ func (r *runState) run(ctx context.Context, bin string) error {
 			"REPLICATE_WEBHOOK_SECRET="+sim.Key().String(), "TRAINHOOK_API_TOKEN="+apiToken,
 			"TRAINHOOK_API_RATE_LIMIT="+strconv.Itoa(o.budget), "TRAINHOOK_POLL_INTERVAL="+o.pollInterval.String(),
 			"TRAINHOOK_RECONCILE_AFTER="+o.reconcileAfter.String(), "TRAINHOOK_WEBHOOK_EVENTS=start,completed",
-			"TRAINHOOK_LOG_FORMAT=json", "TRAINHOOK_LOG_LEVEL=info", "CORS_ALLOWED_ORIGINS=", "GORACE=halt_on_error=0")
+			"TRAINHOOK_LOG_FORMAT=json", "TRAINHOOK_LOG_LEVEL="+o.logLevel, "CORS_ALLOWED_ORIGINS=", "GORACE=halt_on_error=0")
 	}
 	r.cluster = c
 	defer c.stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,9 +102,23 @@ const skew = time.Minute
 
 // Poller is started by Run and stops when its context ends.
 type Poller struct {
-	o     Options
-	calls atomic.Int64 // list and get calls made, for Run's pacing
+	o        Options
+	calls    atomic.Int64 // list and get calls made, for Run's pacing
+	listTime atomic.Int64 // nanoseconds spent in list calls, which recovery's budget leaves out
+
+	// kept is the last tick's scan, when it recovered starts in doubt: the
+	// next tick's recoveries resume it rather than read the list back to
+	// the oldest start again (service.TrainingScan.Resume). Only RunOnce
+	// uses it, and ticks do not overlap.
+	kept   *service.TrainingScan
+	keptAt time.Time
 }
+
+// keepScan is how long a kept scan is resumed after its last use. Starts in
+// doubt come due a while apart (the start lease, backoff), and a kept scan
+// is what lets a crash storm's hundreds of them be recovered at tens a
+// second; past this it is dropped, and its memory with it.
+const keepScan = 10 * time.Minute
 
 // New returns a poller with defaults filled in.
 func New(o Options) *Poller {
@@ -189,6 +204,7 @@ func (p *Poller) Run(ctx context.Context) {
 // are due; then starts in doubt are recovered for up to RecoverFor, from the
 // same list pages read further back as needed (service.TrainingScan).
 func (p *Poller) RunOnce(ctx context.Context) (int, error) {
+	begin, calls0 := time.Now(), p.calls.Load()
 	due, err := p.o.Service.ClaimDue(ctx, 0, p.o.Lease, p.o.Batch)
 	if err != nil || len(due) == 0 {
 		return 0, err
@@ -235,13 +251,26 @@ func (p *Poller) RunOnce(ctx context.Context) (int, error) {
 		p.o.Log.Debug("poller: call budget of the tick spent; the rest wait for the next tick", "left", len(left))
 	}
 
-	p.recover(ctx, starts, scan)
+	checked := time.Now()
+	recovered := p.recover(ctx, starts, scan)
+	switch {
+	case shared && len(starts) > 0 && scan != nil && scan.Err() == nil && len(scan.Results()) > 0:
+		scan.Slim()
+		p.kept, p.keptAt = scan, time.Now()
+	case p.kept != nil && time.Since(p.keptAt) > keepScan:
+		p.kept = nil
+	}
+	p.o.Log.Debug("poller: tick", "claimed", len(due), "running", len(running), "unchecked", len(left),
+		"starts", len(starts), "recovered", recovered, "calls", p.calls.Load()-calls0,
+		"check_ms", checked.Sub(begin).Milliseconds(), "recover_ms", time.Since(checked).Milliseconds())
 	return len(due), ctx.Err()
 }
 
 // listTrainings and getTraining call the API and count the calls.
 func (p *Poller) listTrainings(ctx context.Context, pageURL string) (replicate.Page, error) {
 	p.calls.Add(1)
+	begin := time.Now()
+	defer func() { p.listTime.Add(int64(time.Since(begin))) }()
 	return p.o.API.ListTrainings(ctx, pageURL)
 }
 
@@ -262,75 +291,149 @@ func split(ms []training.Model) (starts, running []training.Model) {
 	return starts, running
 }
 
-// recover recovers claimed starts in doubt, oldest due first, for up to
-// RecoverFor, from scan when the service can share it. The starts it does
-// not get to are released, due again at once, so the next tick (which checks
-// running trainings first) goes on with them. When the tick is cut short
-// (ctx ended: shutdown), they are left to their claim, which runs out after
-// Lease: a release is a write, and the store may be closing.
-func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *service.TrainingScan) {
+// recover recovers claimed starts in doubt for up to RecoverFor, Workers at
+// a time, from scan when the service can share it. The scan first resumes
+// the last tick's (so after a crash storm the list is read back to the
+// oldest start once, not every tick); then the starts it already reaches
+// are recovered first, oldest due first, and the others newest first, each
+// reading the list only a little further back, so that a tick cut short (a
+// crash, the budget) still recovers some. Several run at once because a
+// recovery mostly waits: for the rate limiter, which the app's own starts
+// also queue on, and for a 429's Retry-After.
+//
+// Time spent reading the list does not count against RecoverFor: it is the
+// recoveries' own calls and writes that could hold up the next status
+// checks, and a deep read counted would leave one recovery a tick. The
+// starts it does not get to are released, due again at once, so the next
+// tick (which checks running trainings first) goes on with them. When the
+// tick is cut short (ctx ended: shutdown), they are left to their claim,
+// which runs out after Lease: a release is a write, and the store may be
+// closing.
+func (p *Poller) recover(ctx context.Context, starts []training.Model, scan *service.TrainingScan) int {
+	if len(starts) == 0 {
+		return 0
+	}
 	rec, shared := p.o.Service.(SharedRecoverer)
-	begin := time.Now() // a budget of work time, not of the injectable clock
-	budget, calls := p.o.RecoverFor, p.calls.Load()
+	begin, listed := time.Now(), p.listTime.Load() // a budget of work time, not of the injectable clock
+	worked := func() time.Duration {
+		return time.Since(begin) - time.Duration(p.listTime.Load()-listed)
+	}
+	if shared && scan != nil {
+		// A failed read is left in the scan: the first recovery then
+		// hands every start back (below).
+		_ = scan.Resume(ctx, p.kept)
+		slices.SortStableFunc(starts, func(a, b training.Model) int {
+			ca, cb := scan.Covers(a), scan.Covers(b)
+			switch {
+			case ca && cb:
+				return 0
+			case ca:
+				return -1
+			case cb:
+				return 1
+			}
+			return b.CreatedAt.Compare(a.CreatedAt)
+		})
+	}
+
+	var recovered atomic.Int64
+	var listFailed atomic.Bool
+	jobs := make(chan training.Model)
+	var wg sync.WaitGroup
+	for range min(p.o.Workers, len(starts)) {
+		wg.Go(func() {
+			for m := range jobs {
+				switch p.recoverOne(ctx, m, scan) {
+				case recoveredOK:
+					recovered.Add(1)
+				case recoveryListFailed:
+					listFailed.Store(true)
+				}
+			}
+		})
+	}
+	left := starts[:0:0]
 	for i, m := range starts {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		if i > 0 && time.Since(begin) >= budget {
-			if !shared {
-				return
-			}
-			if err := rec.ReleaseClaims(ctx, starts[i:], 0); err != nil && ctx.Err() == nil {
-				p.o.Log.Warn("poller: could not release starts in doubt; they are due when their claim runs out", "count", len(starts)-i, "err", err)
-			}
-			p.o.Log.Debug("poller: recovery budget spent; the rest of the starts in doubt wait for the next tick", "recovered", i, "left", len(starts)-i)
-			return
+		if listFailed.Load() || i > 0 && worked() >= p.o.RecoverFor {
+			left = starts[i:]
+			break
 		}
-		var err error
-		if shared {
-			_, err = rec.RecoverClaimed(ctx, m, scan)
-		} else {
-			_, err = p.o.Service.RecoverStart(ctx, m)
-		}
-		if i == 0 && shared {
-			// The first (oldest) start read the shared scan back as far
-			// as the others need: after a crash storm that is the whole
-			// window of starts in doubt, many pages and seconds. The
-			// budget is for the recoveries that follow, which read
-			// nothing more (counting that read left one recovery a
-			// tick), and, when it read pages, at least as long as that
-			// read, so that re-reading the list each tick costs at most
-			// about half of recovery's time.
-			if p.calls.Load()-calls > 1 {
-				budget = max(p.o.RecoverFor, time.Since(begin))
+		// Pages are read here, one at a time, before a worker takes
+		// the start's lease, so that a failed read hands every start
+		// left back without counting an attempt against any.
+		if shared && scan != nil {
+			_ = scan.ReadFor(ctx, m) // a start too far back is the worker's to report
+			if scan.Err() != nil {
+				listFailed.Store(true)
+				left = starts[i:]
+				break
 			}
-			begin = time.Now()
 		}
-		switch {
-		case errors.Is(err, service.ErrClaimLost):
-			p.o.Log.Debug("poller: start in doubt changed since it was claimed; left alone", "model_id", m.ID)
-		case err != nil && shared && scan != nil && scan.Err() != nil:
-			// The shared list read failed (a 429 the client gave up
-			// on, an outage): every start left needs it. Hand them all
-			// back without counting a failed attempt each, which would
-			// push a crash storm's starts into ever longer backoff; the
-			// next tick reads a new scan.
-			// This one took its start lease, but failed before any create,
-			// so it may be due again as soon as the others.
-			retry := p.o.Policy.Retry(0)
-			if err := p.o.Service.Reschedule(ctx, m.ID, p.o.Now().Add(retry)); err != nil && ctx.Err() == nil {
-				p.o.Log.Error("poller: could not reschedule", "model_id", m.ID, "err", err)
-			}
-			if err := rec.ReleaseClaims(ctx, starts[i+1:], retry); err != nil && ctx.Err() == nil {
-				p.o.Log.Warn("poller: could not release starts in doubt; they are due when their claim runs out", "count", len(starts)-i-1, "err", err)
-			}
-			p.o.Log.Warn("poller: could not list trainings to recover starts in doubt; retrying them shortly", "count", len(starts)-i, "retry_in", retry, "err", scan.Err())
-			return
-		case err != nil:
-			p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
-			p.retryLater(ctx, m)
-		}
+		jobs <- m
 	}
+	close(jobs)
+	wg.Wait()
+	switch {
+	case len(left) == 0 || !shared || ctx.Err() != nil:
+	case listFailed.Load():
+		// The shared list read failed (a 429 the client gave up on, an
+		// outage): every start left needs it. Hand them back without
+		// counting a failed attempt each, which would push a crash
+		// storm's starts into ever longer backoff; the next tick reads a
+		// new scan.
+		retry := p.o.Policy.Retry(0)
+		if err := rec.ReleaseClaims(ctx, left, retry); err != nil && ctx.Err() == nil {
+			p.o.Log.Warn("poller: could not release starts in doubt; they are due when their claim runs out", "count", len(left), "err", err)
+		}
+		p.o.Log.Warn("poller: could not list trainings to recover starts in doubt; retrying them shortly", "count", len(left), "retry_in", retry, "err", scan.Err())
+	default:
+		if err := rec.ReleaseClaims(ctx, left, 0); err != nil && ctx.Err() == nil {
+			p.o.Log.Warn("poller: could not release starts in doubt; they are due when their claim runs out", "count", len(left), "err", err)
+		}
+		p.o.Log.Debug("poller: recovery budget spent; the rest of the starts in doubt wait for the next tick", "recovered", recovered.Load(), "left", len(left))
+	}
+	return int(recovered.Load())
+}
+
+type recoveryResult int
+
+const (
+	recoveredOK recoveryResult = iota
+	recoveryFailed
+	recoveryListFailed
+)
+
+// recoverOne recovers one claimed start and, when it could not, sets when
+// it is tried again.
+func (p *Poller) recoverOne(ctx context.Context, m training.Model, scan *service.TrainingScan) recoveryResult {
+	rec, shared := p.o.Service.(SharedRecoverer)
+	var err error
+	if shared {
+		_, err = rec.RecoverClaimed(ctx, m, scan)
+	} else {
+		_, err = p.o.Service.RecoverStart(ctx, m)
+	}
+	switch {
+	case err == nil:
+		return recoveredOK
+	case errors.Is(err, service.ErrClaimLost):
+		p.o.Log.Debug("poller: start in doubt changed since it was claimed; left alone", "model_id", m.ID)
+	case shared && scan != nil && scan.Err() != nil:
+		// The shared list read failed. This one took its start lease,
+		// but failed before any create, so it may be due again as soon
+		// as the others recover hands back.
+		if err := p.o.Service.Reschedule(ctx, m.ID, p.o.Now().Add(p.o.Policy.Retry(0))); err != nil && ctx.Err() == nil {
+			p.o.Log.Error("poller: could not reschedule", "model_id", m.ID, "err", err)
+		}
+		return recoveryListFailed
+	case ctx.Err() == nil:
+		p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
+		p.retryLater(ctx, m)
+	}
+	return recoveryFailed
 }
 
 // applyWorkers is how many poll results found on list pages are applied at

@@ -467,24 +467,112 @@ func TestFailedListReadHandsStartsBack(t *testing.T) {
 	}
 }
 
-// After a deep scan, recovery goes on for at least as long as the scan took,
-// so that re-reading the list each tick is at most half of what recovery
-// spends: with a tiny RecoverFor, a tick still recovers many starts.
-func TestRecoveryBudgetCoversTheScan(t *testing.T) {
+// A tick resumes the last tick's scan instead of reading the list back to
+// the oldest start in doubt again: after a crash storm that re-read was
+// about a hundred pages a tick, and one instance recovered some 25 starts a
+// minute (RELIABILITY.md, finding 16). What was created since the last
+// tick, a start in doubt among it, is read from the top of the list, and no
+// start gets a second training.
+func TestNextTickResumesTheScan(t *testing.T) {
 	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
 	var starts []training.Model
-	for i := 0; i < 20; i++ {
-		starts = append(starts, r.startInDoubt(fmt.Sprintf("cover-%02d", i), i%2 == 0))
+	for i := 0; i < 6; i++ {
+		starts = append(starts, r.startInDoubt(fmt.Sprintf("resume-%02d", i), i%2 == 0))
 	}
-	r.busy(350)
+	r.busy(350) // the starts are four pages down
 	time.Sleep(5 * dueNow)
 
-	p := r.poller(r.svc, Options{RecoverFor: time.Millisecond})
-	p.o.API = slowLists{API: p.o.API, delay: 150 * time.Millisecond} // the scan: 4 pages, 600 ms
+	// A tiny budget: each tick recovers the one start it must. Recovered
+	// trainings are due at once; they are fetched, not swept, so that
+	// every list page read is recovery's.
+	p := r.poller(r.svc, Options{RecoverFor: time.Millisecond, ListThreshold: 1000})
+	r.resetCalls()
 	if _, err := p.RunOnce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if n := r.bound(starts); n < 5 {
-		t.Errorf("one tick recovered %d of %d starts after a 600 ms scan with RecoverFor 1ms; want most of them", n, len(starts))
+	if n := r.count(replicate.EndpointTrainingsList); n < 4 {
+		t.Fatalf("the first tick read %d list pages; want the whole list (at least 4)", n)
 	}
+	if n := r.bound(starts); n == 0 || n == len(starts) {
+		t.Fatalf("the first tick recovered %d of %d starts; the test needs some left", n, len(starts))
+	}
+
+	// Meanwhile the account started 150 more, and one more start is in
+	// doubt with its training among them.
+	r.busy(150)
+	starts = append(starts, r.startInDoubt("resume-late", true))
+	time.Sleep(5 * dueNow)
+	for tick := 2; r.bound(starts) < len(starts); tick++ {
+		if tick > 3*len(starts) {
+			t.Fatalf("%d of %d starts recovered after %d ticks", r.bound(starts), len(starts), tick)
+		}
+		r.resetCalls()
+		if _, err := p.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		// Tick 2 reads the two pages of what is new; later ticks one.
+		if n, want := r.count(replicate.EndpointTrainingsList), 2; n > want {
+			t.Errorf("tick %d read %d list pages; want at most %d (the new trainings at the top, not the list back to the oldest start)", tick, n, want)
+		}
+		time.Sleep(5 * dueNow)
+	}
+	r.checkRecovered(starts)
+}
+
+// A scan that failed is not kept: the next tick reads the list afresh
+// rather than resume a scan with a gap in it.
+func TestFailedScanIsNotResumed(t *testing.T) {
+	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
+	var starts []training.Model
+	for i := 0; i < 4; i++ {
+		starts = append(starts, r.startInDoubt(fmt.Sprintf("gap-%02d", i), true))
+	}
+	r.busy(250)
+	time.Sleep(5 * dueNow)
+	// The second page fails: the tick recovers nothing and keeps nothing.
+	p := r.poller(r.svc, Options{})
+	api := p.o.API
+	p.o.API = &failingList{API: api, failAt: 2}
+	if _, err := p.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if p.kept != nil {
+		t.Fatalf("a scan with a failed read was kept (%d trainings)", len(p.kept.Results()))
+	}
+	if n := r.bound(starts); n != 0 {
+		t.Fatalf("%d starts recovered from a scan with a gap", n)
+	}
+	p.o.API = api
+	for i := 0; r.bound(starts) < len(starts); i++ {
+		if i > 20 {
+			t.Fatalf("%d of %d starts recovered", r.bound(starts), len(starts))
+		}
+		time.Sleep(Policy{}.Retry(0) / 10)
+		// The starts were handed back due in Retry(0); make them due now.
+		for _, s := range starts {
+			if m := r.model(s.ID); m.TrainingID == "" {
+				if err := r.svc.Reschedule(t.Context(), s.ID, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := p.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.checkRecovered(starts)
+}
+
+// failingList fails the failAt-th list call.
+type failingList struct {
+	API
+	failAt, n int
+}
+
+func (f *failingList) ListTrainings(ctx context.Context, pageURL string) (replicate.Page, error) {
+	f.n++
+	if f.n == f.failAt {
+		return replicate.Page{}, errors.New("503 from a test")
+	}
+	return f.API.ListTrainings(ctx, pageURL)
 }

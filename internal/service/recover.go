@@ -51,11 +51,16 @@ func (s *Service) Reschedule(ctx context.Context, id string, at time.Time) error
 	return err
 }
 
-// maxRecoveryPages bounds how far back a start in doubt is looked for. The
-// search stops at trainings created a minute before the model, which on a
-// busy account can be many pages back: reading them costs calls, creating a
-// second training costs money, so the bound is generous.
-const maxRecoveryPages = 200
+// maxRecoveryDepth bounds how far back, in trainings (200 list pages of
+// 100), a start in doubt is looked for. The search stops at trainings
+// created a minute before the model, which on a busy account can be many
+// pages back: reading them costs calls, creating a second training costs
+// money, so the bound is generous.
+const maxRecoveryDepth = 20000
+
+// recoverySkew allows for clock skew between Replicate's created_at and ours
+// when looking for the training a start created.
+const recoverySkew = time.Minute
 
 // ErrClaimLost is returned by RecoverClaimed when the model was written
 // since the caller claimed it (another poller claimed it once the claim ran
@@ -159,7 +164,7 @@ func (s *Service) ReleaseClaims(ctx context.Context, ms []training.Model, after 
 // later rather than guess: a wrong guess would give each model the other's
 // weights.
 func (s *Service) recover(ctx context.Context, m training.Model, scan *TrainingScan) (training.Model, error) {
-	since := m.CreatedAt.Add(-time.Minute) // clock skew between Replicate and us
+	since := m.CreatedAt.Add(-recoverySkew)
 	if err := scan.readBack(ctx, since); err != nil {
 		return m, fmt.Errorf("recover the start of model %s: %w", m.ID, err)
 	}

@@ -3,9 +3,11 @@ package service
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/training"
 )
 
 // A TrainingScan reads Replicate's list of trainings, newest first, one page
@@ -19,8 +21,15 @@ import (
 // answered), so its training, if any, was listed before the first page was
 // read. A training created after that is newer than every page, and is
 // never a claimed start's: no create for a claimed start runs until its
-// recovery holds it (RecoverClaimed). Not safe for concurrent use.
+// recovery holds it (RecoverClaimed). Safe for concurrent use: a poller
+// recovers several starts at once, and one page is read at a time.
+//
+// A scan begun for a later tick may Resume an earlier one: it reads from the
+// top only down to the trainings the earlier scan read, and takes the rest
+// from it. After a crash storm that spares each tick the hundred pages back
+// to the oldest start in doubt.
 type TrainingScan struct {
+	mu      sync.Mutex
 	list    func(ctx context.Context, pageURL string) (replicate.Page, error)
 	results []replicate.Training
 	seen    map[string]bool
@@ -41,6 +50,12 @@ func NewTrainingScan(list func(ctx context.Context, pageURL string) (replicate.P
 // is read to its end. A failed read is returned again on every later call,
 // without asking the API again.
 func (sc *TrainingScan) More(ctx context.Context) ([]replicate.Training, error) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.more(ctx)
+}
+
+func (sc *TrainingScan) more(ctx context.Context) ([]replicate.Training, error) {
 	if sc.err != nil || sc.end {
 		return nil, sc.err
 	}
@@ -72,16 +87,51 @@ func (sc *TrainingScan) More(ctx context.Context) ([]replicate.Training, error) 
 
 // Done reports whether the scan can read no further: it read the last page,
 // or a read failed.
-func (sc *TrainingScan) Done() bool { return sc.end || sc.err != nil }
+func (sc *TrainingScan) Done() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.done()
+}
+
+func (sc *TrainingScan) done() bool { return sc.end || sc.err != nil }
 
 // Err is the error of the read that ended the scan, if one did.
-func (sc *TrainingScan) Err() error { return sc.err }
+func (sc *TrainingScan) Err() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.err
+}
 
 // Pages is how many pages were read.
-func (sc *TrainingScan) Pages() int { return sc.pages }
+func (sc *TrainingScan) Pages() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.pages
+}
 
 // Results returns every training read so far, newest first.
-func (sc *TrainingScan) Results() []replicate.Training { return sc.results }
+// The slice is not written to afterwards (only appended to, beyond its
+// length), except by Slim.
+func (sc *TrainingScan) Results() []replicate.Training {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.results[:len(sc.results):len(sc.results)]
+}
+
+// Covers reports whether the scan has read every training a recovery of
+// m's start would look at, so that recovering it reads no more pages.
+func (sc *TrainingScan) Covers(m training.Model) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.reaches(m.CreatedAt.Add(-recoverySkew))
+}
+
+// ReadFor reads pages until the scan Covers m, as a recovery of m's start
+// would; the error is the read's, or that m is further back than a recovery
+// looks.
+func (sc *TrainingScan) ReadFor(ctx context.Context, m training.Model) error {
+	return sc.readBack(ctx, m.CreatedAt.Add(-recoverySkew))
+}
 
 // reaches reports whether the scan has read every training created at or
 // after t: it has seen an older one, or the end of the list.
@@ -89,14 +139,91 @@ func (sc *TrainingScan) reaches(t time.Time) bool {
 	return sc.end || sc.oldest != nil && sc.oldest.Before(t)
 }
 
-// readBack reads pages until the scan reaches t, reading at most
-// maxRecoveryPages in all.
-func (sc *TrainingScan) readBack(ctx context.Context, t time.Time) error {
-	for !sc.reaches(t) {
-		if sc.pages >= maxRecoveryPages {
-			return fmt.Errorf("no trace of it in the last %d pages of trainings, and older ones were not read; not creating another", maxRecoveryPages)
+// Resume makes this scan, begun after earlier, go on where earlier stopped:
+// it reads pages from the top until it meets a training earlier read, then
+// takes earlier's older results and its place in the list, so that reading
+// further back continues from there. It reads no more than it would to
+// reach the oldest training earlier read; if the list was read to its end
+// first, or earlier read nothing, there is nothing to take.
+//
+// It is sound because earlier's results run without a gap from the top of
+// the list when it began down to its oldest, and the list is newest first:
+// every training older than the first one the two have in common was read
+// by earlier. Only immutable fields of what it takes may be relied on
+// (trainer, input, webhook URL); a status is as old as earlier's read.
+func (sc *TrainingScan) Resume(ctx context.Context, earlier *TrainingScan) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if earlier == nil || earlier == sc {
+		return nil
+	}
+	earlier.mu.Lock()
+	defer earlier.mu.Unlock()
+	if len(earlier.results) == 0 {
+		return nil
+	}
+	checked := 0
+	for {
+		for i := checked; i < len(sc.results); i++ {
+			if earlier.seen[sc.results[i].ID] {
+				sc.take(earlier, sc.results[i].ID)
+				return nil
+			}
 		}
-		if _, err := sc.More(ctx); err != nil {
+		checked = len(sc.results)
+		if sc.done() || len(sc.results) >= maxRecoveryDepth ||
+			sc.oldest != nil && earlier.oldest != nil && sc.oldest.Before(*earlier.oldest) {
+			return sc.err
+		}
+		if _, err := sc.more(ctx); err != nil {
+			return fmt.Errorf("list trainings: %w", err)
+		}
+	}
+}
+
+// take appends earlier's results from the training with the given id on.
+func (sc *TrainingScan) take(earlier *TrainingScan, from string) {
+	at := 0
+	for i, t := range earlier.results {
+		if t.ID == from {
+			at = i
+			break
+		}
+	}
+	for _, t := range earlier.results[at:] {
+		if !sc.seen[t.ID] {
+			sc.seen[t.ID] = true
+			sc.results = append(sc.results, t)
+		}
+	}
+	if earlier.oldest != nil && (sc.oldest == nil || earlier.oldest.Before(*sc.oldest)) {
+		sc.oldest = earlier.oldest
+	}
+	sc.next, sc.end = earlier.next, earlier.end
+}
+
+// Slim drops what recoveries do not use (logs, output, error, metrics) from
+// the trainings read so far, for a scan kept to be resumed. No slice
+// Results returned may be in use.
+func (sc *TrainingScan) Slim() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for i := range sc.results {
+		t := &sc.results[i]
+		t.Logs, t.Output, t.Error, t.Metrics, t.URLs = "", nil, nil, nil, nil
+	}
+}
+
+// readBack reads pages until the scan reaches t, having read at most
+// maxRecoveryDepth trainings.
+func (sc *TrainingScan) readBack(ctx context.Context, t time.Time) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for !sc.reaches(t) {
+		if len(sc.results) >= maxRecoveryDepth {
+			return fmt.Errorf("no trace of it in the last %d trainings, and older ones were not read; not creating another", len(sc.results))
+		}
+		if _, err := sc.more(ctx); err != nil {
 			return fmt.Errorf("list trainings: %w", err)
 		}
 	}
