@@ -78,9 +78,11 @@ func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.
 		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")
 	}
 	// Hold the lease for the whole recovery so no other check starts it too.
-	if err := s.Reschedule(ctx, m.ID, s.now().Add(startLease)); err != nil {
+	at := s.now().Add(s.startLease)
+	if err := s.Reschedule(ctx, m.ID, at); err != nil {
 		return m, err
 	}
+	m.NextCheckAt = &at // create sends nothing after it
 	return s.recover(ctx, m, NewTrainingScan(s.replicate.ListTrainings))
 }
 
@@ -101,12 +103,12 @@ func (s *Service) RecoverClaimed(ctx context.Context, m training.Model, scan *Tr
 	return s.recover(ctx, held, scan)
 }
 
-// hold moves a claimed start's lease to startLease from now, counting the
+// hold moves a claimed start's lease to StartLease from now, counting the
 // attempt like Reschedule does, if the model is still as claimed.
 func (s *Service) hold(ctx context.Context, m training.Model) (training.Model, error) {
 	res, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
 		next := m
-		at := s.now().Add(startLease)
+		at := s.now().Add(s.startLease)
 		next.NextCheckAt = &at
 		next.CheckAttempts++
 		err := tx.UpdateModel(ctx, &next)

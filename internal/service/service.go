@@ -56,6 +56,10 @@ type Options struct {
 	// RecoverAfter is how long after a create whose outcome is unknown the
 	// poller looks for it (default 10s).
 	RecoverAfter time.Duration
+	// StartLease is how long a start may take before the poller treats it
+	// as in doubt and recovers it (default 3 minutes); a create sends no
+	// request after it (see create).
+	StartLease time.Duration
 }
 
 // Service is safe for concurrent use.
@@ -71,6 +75,7 @@ type Service struct {
 	webhookEvents []string
 	tokenKey      []byte
 	recoverAfter  time.Duration
+	startLease    time.Duration
 	destinations  sync.Map // destinations known to exist
 	completed     atomic.Int64
 
@@ -114,6 +119,9 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.StartLease <= 0 {
+		o.StartLease = startLease
+	}
 	if o.RecoverAfter <= 0 {
 		o.RecoverAfter = 10 * time.Second
 	}
@@ -132,7 +140,7 @@ func New(o Options) *Service {
 	s := &Service{
 		store: o.Store, broker: o.Broker, log: o.Logger, now: o.Now,
 		maxBatch: o.MaxBatch, nextCheck: o.NextCheck,
-		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents, recoverAfter: o.RecoverAfter,
+		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents, recoverAfter: o.RecoverAfter, startLease: o.StartLease,
 		jobs: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
 		deliveries:  o.Metrics.NewCounter("trainhook_reports_total", "Reports applied, by source and outcome (applied, refreshed, same, stale, conflict, unknown_status, duplicate, held, refused).", "source", "outcome"),
 		transitions: o.Metrics.NewCounter("trainhook_transitions_total", "Status transitions applied, by from, to and source.", "from", "to", "source"),

@@ -56,10 +56,17 @@ var (
 	versionPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
-// startLease is how long a start may take before the poller treats the
-// model as a start in doubt and recovers it. It exceeds the client's
-// longest call so a slow create is never recovered while still running.
+// startLease is the default of Options.StartLease: how long a start may
+// take before the poller treats the model as a start in doubt and recovers
+// it. A create sends nothing after its lease (less createMargin), so a
+// slow create is never recovered while still running, however long the
+// client would retry after 429s.
 const startLease = 3 * time.Minute
+
+// createMargin is the time left of a start's lease after which a create
+// sends no more requests: the last one's time to reach Replicate and be
+// done, before a poller may list trainings to recover the start.
+func createMargin(lease time.Duration) time.Duration { return min(30*time.Second, lease/6) }
 
 // MaxInput caps a training's input JSON.
 const MaxInput = 256 << 10
@@ -124,7 +131,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 			}
 		}
 		now := s.now()
-		lease := now.Add(startLease)
+		lease := now.Add(s.startLease)
 		m := training.Model{
 			ID: training.NewID(now), Name: req.Name, Trainer: req.Trainer, Destination: req.Destination,
 			Input: req.Input, Metadata: md, Status: training.Pending, IdempotencyKey: req.IdempotencyKey,
@@ -154,10 +161,23 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 // create runs the Replicate side of a start for a Pending model without a
 // training id: destination, then the training. It is also how the poller
 // retries a start that it found was never created.
+//
+// m.NextCheckAt is the end of the start's lease (Start and the recoveries
+// take it before calling create). Every request is sent before it, less
+// createMargin: once the lease runs out a poller may recover the start,
+// find no training and create one, and a create of ours still retrying
+// after 429s (the client waits up to a minute each, five times) would then
+// make a second training for the model.
 func (s *Service) create(ctx context.Context, m training.Model) (training.Model, error) {
-	trainer, err := s.resolveTrainer(ctx, m.Trainer)
+	end := s.now().Add(s.startLease)
+	if m.NextCheckAt != nil && m.NextCheckAt.Before(end) {
+		end = *m.NextCheckAt
+	}
+	cctx, cancel := context.WithDeadline(ctx, end.Add(-createMargin(s.startLease)))
+	defer cancel()
+	trainer, err := s.resolveTrainer(cctx, m.Trainer)
 	if err == nil {
-		err = s.ensureDestination(ctx, m.Destination)
+		err = s.ensureDestination(cctx, m.Destination)
 	}
 	var t replicate.Training
 	if err == nil {
@@ -166,7 +186,10 @@ func (s *Service) create(ctx context.Context, m training.Model) (training.Model,
 			req.Webhook = s.ModelWebhookURL(m.ID)
 			req.WebhookEventsFilter = s.webhookEvents
 		}
-		t, err = s.replicate.CreateTraining(ctx, trainer, req)
+		t, err = s.replicate.CreateTraining(cctx, trainer, req)
+	}
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("the start's lease of %s ran out before Replicate took the create (%w); the poller will look for the training and create it only if there is none", s.startLease, err)
 	}
 	if err != nil {
 		return s.startFailed(ctx, m, err)
