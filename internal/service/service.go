@@ -79,6 +79,12 @@ type Service struct {
 	destinations  sync.Map // destinations known to exist
 	completed     atomic.Int64
 
+	// afterCommit holds what a batch's transaction counts and logs, to be
+	// done once it commits: a batch that fails is retried job by job, and
+	// what its first attempt did must not be counted twice. Only the
+	// writer goroutine uses it.
+	afterCommit []func()
+
 	mu     sync.RWMutex // guards closed against sends on a closed jobs channel
 	closed bool
 	jobs   chan *job
@@ -259,6 +265,7 @@ func (s *Service) runBatch(batch []*job) {
 	var changed []training.Model
 	err := s.store.Write(ctx, func(tx store.Tx) error {
 		changed = changed[:0]
+		s.afterCommit = s.afterCommit[:0]
 		for i, j := range batch {
 			if j.done != nil && j.ctx.Err() != nil && j.delivery == nil {
 				results[i] = jobResult{err: j.ctx.Err()}
@@ -277,6 +284,12 @@ func (s *Service) runBatch(batch []*job) {
 		}
 		return nil
 	})
+	if err == nil {
+		for _, f := range s.afterCommit {
+			f()
+		}
+	}
+	s.afterCommit = s.afterCommit[:0]
 	if err != nil {
 		if len(batch) > 1 {
 			for _, j := range batch {
@@ -463,21 +476,25 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 			}
 		}
 		if dec == training.Move {
-			s.transitions.Inc(string(h.From), string(h.To), string(obs.Source))
-			if next.Status.Terminal() {
-				s.completed.Add(1)
-			}
-			if next.Status.Terminal() && obs.CompletedAt != nil {
-				s.delay.Observe(now.Sub(*obs.CompletedAt), string(obs.Source))
-			}
-			if next.Status.Terminal() && obs.Source != training.SourceWebhook { // the webhook handler logs its own line
-				s.log.Info("model status changed", "model_id", next.ID, "training_id", next.TrainingID,
-					"from", h.From, "to", h.To, "source", obs.Source, "source_ref", obs.SourceRef)
-			}
+			s.afterCommit = append(s.afterCommit, func() {
+				s.transitions.Inc(string(h.From), string(h.To), string(obs.Source))
+				if next.Status.Terminal() {
+					s.completed.Add(1)
+				}
+				if next.Status.Terminal() && obs.CompletedAt != nil {
+					s.delay.Observe(now.Sub(*obs.CompletedAt), string(obs.Source))
+				}
+				if next.Status.Terminal() && obs.Source != training.SourceWebhook { // the webhook handler logs its own line
+					s.log.Info("model status changed", "model_id", next.ID, "training_id", next.TrainingID,
+						"from", h.From, "to", h.To, "source", obs.Source, "source_ref", obs.SourceRef)
+				}
+			})
 		}
 		if dec == training.Conflict {
-			s.log.Warn("conflicting final outcome flagged, not applied", "model_id", m.ID, "training_id", m.TrainingID,
-				"status", m.Status, "reported", obs.Remote, "source", obs.Source, "source_ref", obs.SourceRef)
+			s.afterCommit = append(s.afterCommit, func() {
+				s.log.Warn("conflicting final outcome flagged, not applied", "model_id", m.ID, "training_id", m.TrainingID,
+					"status", m.Status, "reported", obs.Remote, "source", obs.Source, "source_ref", obs.SourceRef)
+			})
 		}
 		return next, dec, nil
 	}
@@ -494,16 +511,19 @@ func (s *Service) applyHeld(ctx context.Context, tx store.Tx, m *training.Model,
 	for _, obs := range held {
 		if untokened(*m, obs) {
 			// Held before the model was known, so locate could not refuse it.
-			s.deliveries.Inc(string(obs.Source), "held_refused_untokened")
-			s.log.Warn("held delivery without the model's token dropped", "model_id", m.ID,
-				"training_id", m.TrainingID, "source_ref", obs.SourceRef)
+			id, tid := m.ID, m.TrainingID
+			s.afterCommit = append(s.afterCommit, func() {
+				s.deliveries.Inc(string(obs.Source), "held_refused_untokened")
+				s.log.Warn("held delivery without the model's token dropped", "model_id", id,
+					"training_id", tid, "source_ref", obs.SourceRef)
+			})
 			continue
 		}
 		next, dec, err := s.apply(ctx, tx, *m, obs, false, now)
 		if err != nil {
 			return nil, err
 		}
-		s.deliveries.Inc(string(obs.Source), "held_applied_"+string(dec))
+		s.afterCommit = append(s.afterCommit, func() { s.deliveries.Inc(string(obs.Source), "held_applied_"+string(dec)) })
 		if dec == training.Move || dec == training.Refresh || dec == training.Conflict {
 			changed = append(changed, next)
 		}
