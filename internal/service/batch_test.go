@@ -79,3 +79,87 @@ func TestFailedBatchCountsOnce(t *testing.T) {
 		t.Errorf("model %s, %d history rows; want Ready with 2 (registered, finished)", d.Model.Status, len(d.History))
 	}
 }
+
+// A delivery's model is read before it is queued (Deliver), and may be
+// stale when the writer gets to it. Deciding on the stale read must come to
+// what deciding on the stored model would: a late processing is stale, a
+// repeat of the outcome changes nothing, a different outcome is flagged.
+func TestStaleReadBeforeTheWriter(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "trainhook.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(svc.Close)
+	m, _, err := svc.Register(ctx, RegisterRequest{TrainingID: "stale-read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Observe(ctx, training.Observation{TrainingID: "stale-read", Remote: training.RemoteProcessing, Source: training.SourcePoll}); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := st.ModelByTrainingID(ctx, "stale-read") // Training
+	if err != nil {
+		t.Fatal(err)
+	}
+	output := json.RawMessage(`{"version":"acme/x:0123","weights":"https://example.com/w.tar"}`)
+	if _, err := svc.Observe(ctx, training.Observation{TrainingID: "stale-read", Remote: training.RemoteSucceeded, Source: training.SourcePoll, Output: output}); err != nil {
+		t.Fatal(err)
+	}
+	ready, err := st.GetModel(ctx, m.ID)
+	if err != nil || ready.Status != training.Ready {
+		t.Fatalf("model %+v, %v; want Ready", ready, err)
+	}
+
+	deliver := func(id, remote string, stale training.Model) Result {
+		t.Helper()
+		obs := training.Observation{TrainingID: "stale-read", Remote: remote, Source: training.SourceWebhook, SourceRef: id, Output: output}
+		if remote == training.RemoteFailed {
+			obs.Output, obs.Error = nil, "out of memory"
+		}
+		read := stale
+		res, err := svc.wait(ctx, &job{ctx: ctx, obs: obs, read: &read, done: make(chan jobResult, 1),
+			delivery: &training.Delivery{WebhookID: id, ReceivedAt: time.Now(), Verified: true, TrainingID: "stale-read", RemoteStatus: remote, Payload: []byte(`{}`)}})
+		if err != nil {
+			t.Fatalf("deliver %s: %v", remote, err)
+		}
+		return res
+	}
+	for _, c := range []struct {
+		remote, outcome string
+		flagged         bool
+	}{
+		{training.RemoteProcessing, string(training.Stale), false},
+		{training.RemoteSucceeded, string(training.Same), false},
+		{training.RemoteFailed, string(training.Conflict), true},
+	} {
+		res := deliver("msg_stale_"+c.remote, c.remote, stale)
+		got, err := st.GetModel(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Outcome != c.outcome || got.Status != training.Ready || got.Flagged != c.flagged || string(got.Output) != string(output) {
+			t.Errorf("%s on a stale read: outcome %q, model %s flagged %v output %s; want %q, Ready, flagged %v, the output kept",
+				c.remote, res.Outcome, got.Status, got.Flagged, got.Output, c.outcome, c.flagged)
+		}
+		if res.Model == nil || res.Model.Status != training.Ready {
+			t.Errorf("%s on a stale read answered with model %+v; want it as stored (Ready)", c.remote, res.Model)
+		}
+	}
+	// Read when it was Ready and not yet flagged: a late processing changes
+	// nothing, and the answer shows the model as stored, flagged.
+	res := deliver("msg_stale_late", training.RemoteProcessing, ready)
+	if res.Outcome != string(training.Stale) || res.Model == nil || !res.Model.Flagged {
+		t.Errorf("a late processing on a stale read of the Ready model: %q, %+v; want %q with the model flagged", res.Outcome, res.Model, training.Stale)
+	}
+	d, err := svc.Model(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered, Training, Ready, and the flagged conflict.
+	if len(d.History) != 4 {
+		t.Errorf("%d history rows, want 4: %+v", len(d.History), d.History)
+	}
+}
