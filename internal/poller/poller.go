@@ -37,6 +37,9 @@ type Service interface {
 type SharedRecoverer interface {
 	RecoverClaimed(ctx context.Context, m training.Model, scan *service.TrainingScan) (training.Model, error)
 	ReleaseClaims(ctx context.Context, ms []training.Model, after time.Duration) error
+	// Defer is Reschedule without counting a failed attempt, which
+	// RecoverClaimed counted already.
+	Defer(ctx context.Context, id string, at time.Time) error
 }
 
 // Options configure a Poller.
@@ -425,10 +428,17 @@ func (p *Poller) recoverOne(ctx context.Context, m training.Model, scan *service
 		// The shared list read failed. This one took its start lease,
 		// but failed before any create, so it may be due again as soon
 		// as the others recover hands back.
-		if err := p.o.Service.Reschedule(ctx, m.ID, p.o.Now().Add(p.o.Policy.Retry(0))); err != nil && ctx.Err() == nil {
+		if err := rec.Defer(ctx, m.ID, p.o.Now().Add(p.o.Policy.Retry(0))); err != nil && ctx.Err() == nil {
 			p.o.Log.Error("poller: could not reschedule", "model_id", m.ID, "err", err)
 		}
 		return recoveryListFailed
+	case ctx.Err() == nil && shared:
+		// m is as claimed: its CheckAttempts are the failures before
+		// this one, which RecoverClaimed counted.
+		p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
+		if err := rec.Defer(ctx, m.ID, p.o.Now().Add(p.o.Policy.Retry(m.CheckAttempts))); err != nil && ctx.Err() == nil {
+			p.o.Log.Error("poller: could not reschedule", "model_id", m.ID, "err", err)
+		}
 	case ctx.Err() == nil:
 		p.o.Log.Warn("poller: could not recover a start yet; will retry", "model_id", m.ID, "err", err)
 		p.retryLater(ctx, m)

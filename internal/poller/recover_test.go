@@ -576,3 +576,47 @@ func (f *failingList) ListTrainings(ctx context.Context, pageURL string) (replic
 	}
 	return f.API.ListTrainings(ctx, pageURL)
 }
+
+// A recovery that fails counts one failed attempt, so a start whose create
+// keeps failing backs off one step a time (5 s, 10 s, 20 s): the lease it
+// took, the create's own reschedule and the poller's retry each counted one
+// before, and after two failures a start waited the 5-minute cap (the
+// 10,000-training soak's last model).
+func TestFailedRecoveryCountsOnce(t *testing.T) {
+	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
+	s := r.startInDoubt("backoff", false)
+	p := r.poller(r.svc, Options{})
+	for round := range 3 {
+		before := r.model(s.ID).CheckAttempts
+		if err := r.svc.Defer(t.Context(), s.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * dueNow)
+		if err := r.sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.create", Status: 503}); err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		if _, err := p.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		m := r.model(s.ID)
+		if m.TrainingID != "" {
+			t.Fatalf("round %d: the start was recovered though its create failed", round)
+		}
+		if m.CheckAttempts != before+1 {
+			t.Errorf("round %d: %d failed attempts after %d and one more failure; want %d", round, m.CheckAttempts, before, before+1)
+		}
+		want := Policy{}.Retry(before)
+		if wait := m.NextCheckAt.Sub(begin); wait < want-time.Second || wait > want+2*time.Second {
+			t.Errorf("round %d: tried again in %v, want about %v (Retry(%d))", round, wait.Round(time.Millisecond), want, before)
+		}
+	}
+	if err := r.svc.Defer(t.Context(), s.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * dueNow)
+	if _, err := p.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.checkRecovered([]training.Model{s})
+}

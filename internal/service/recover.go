@@ -31,8 +31,21 @@ func (s *Service) ClaimDue(ctx context.Context, horizon, lease time.Duration, li
 }
 
 // Reschedule sets when a non-terminal model is next checked, after a check
-// that could not be made (Replicate unreachable, 404, rate limited).
+// that could not be made (Replicate unreachable, 404, rate limited), and
+// counts the failed attempt.
 func (s *Service) Reschedule(ctx context.Context, id string, at time.Time) error {
+	return s.reschedule(ctx, id, at, true)
+}
+
+// Defer sets when a start in doubt is next recovered, after a recovery that
+// did not finish, without counting a failed attempt: the recovery counted
+// it when it took the start's lease (RecoverClaimed), and counting it again
+// would double the backoff at each failure.
+func (s *Service) Defer(ctx context.Context, id string, at time.Time) error {
+	return s.reschedule(ctx, id, at, false)
+}
+
+func (s *Service) reschedule(ctx context.Context, id string, at time.Time, count bool) error {
 	_, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
 		m, err := tx.ModelByID(ctx, id)
 		if err != nil {
@@ -42,7 +55,9 @@ func (s *Service) Reschedule(ctx context.Context, id string, at time.Time) error
 			return Result{}, nil, nil
 		}
 		m.NextCheckAt = &at
-		m.CheckAttempts++
+		if count {
+			m.CheckAttempts++
+		}
 		if err := tx.UpdateModel(ctx, &m); err != nil && !errors.Is(err, store.ErrStale) {
 			return Result{}, nil, fmt.Errorf("reschedule model %s: %w", id, err)
 		}

@@ -260,7 +260,9 @@ func (s *Service) startFailed(ctx context.Context, m training.Model, cause error
 	}
 	s.log.Warn("start in doubt: the poller will find out whether the training was created", "model_id", m.ID, "err", cause)
 	// The create has ended, one way or the other: recovery may begin soon.
-	if err := s.Reschedule(ctx, m.ID, s.now().Add(s.recoverAfter)); err != nil {
+	// Not a failed check: a recovery that ends here counted its attempt
+	// when it took the lease.
+	if err := s.Defer(ctx, m.ID, s.now().Add(s.recoverAfter)); err != nil {
 		s.log.Error("reschedule a start in doubt; it is recovered when its lease ends", "model_id", m.ID, "err", err)
 	}
 	return m, &Error{Kind: Upstream, Msg: fmt.Sprintf("could not reach Replicate to start the training (%v); model %s stays Pending and trainhook will finish starting it, without creating a second training", cause, m.ID), Err: cause}
