@@ -112,11 +112,7 @@ type job struct {
 	obs      training.Observation
 	delivery *training.Delivery // nil for poll results
 	refused  bool               // only record the delivery
-	// read is the model of obs's training as read before the job was
-	// queued, if one was found: the writer assumes it rather than read it
-	// again (see locate).
-	read *training.Model
-	done chan jobResult // nil: nobody waits
+	done     chan jobResult     // nil: nobody waits
 }
 
 type jobResult struct {
@@ -196,18 +192,7 @@ func (s *Service) submit(j *job) error {
 // the delivery says is committed, so the caller may then answer 2xx.
 func (s *Service) Deliver(ctx context.Context, obs training.Observation, d training.Delivery) (Result, error) {
 	d.Verified = true
-	j := &job{ctx: ctx, obs: obs, delivery: &d, done: make(chan jobResult, 1)}
-	// The model is read here, on a read connection and in parallel with
-	// other deliveries, rather than by the single writer that every
-	// delivery waits for: that read was an eighth of its time. What it
-	// read may be stale by the time the writer gets to it; locate and
-	// apply make that harmless.
-	if obs.TrainingID != "" {
-		if m, err := s.store.ModelByTrainingID(ctx, obs.TrainingID); err == nil {
-			j.read = &m
-		}
-	}
-	return s.wait(ctx, j)
+	return s.wait(ctx, &job{ctx: ctx, obs: obs, delivery: &d, done: make(chan jobResult, 1)})
 }
 
 // Observe applies a poll result (or any report that is not a delivery).
@@ -365,11 +350,10 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 	if obs.At.IsZero() {
 		obs.At = now
 	}
-	m, bound, refusal, err := s.locate(ctx, tx, obs, j.read)
+	m, bound, refusal, err := s.locate(ctx, tx, obs)
 	if err != nil {
 		return Result{}, nil, err
 	}
-	assumed := m != nil && j.read != nil && m == j.read
 	record := func(outcome, reason, modelID string) error {
 		if j.delivery == nil {
 			return nil
@@ -392,11 +376,6 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 			if m != nil {
 				id = m.ID
 			}
-			if assumed { // answer with the model as it is now
-				if now, err := tx.ModelByID(ctx, m.ID); err == nil {
-					m = &now
-				}
-			}
 			return Result{Outcome: OutcomeDuplicate, Model: m}, nil, record(OutcomeDuplicate, "", id)
 		}
 	}
@@ -412,7 +391,7 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 	if bound {
 		m.TrainingID = obs.TrainingID
 	}
-	next, dec, err := s.apply(ctx, tx, *m, obs, bound, assumed, now)
+	next, dec, err := s.apply(ctx, tx, *m, obs, bound, now)
 	if err != nil {
 		return Result{}, nil, err
 	}
@@ -434,33 +413,18 @@ func (s *Service) applyJob(ctx context.Context, tx store.Tx, j *job) (Result, []
 // the per-model webhook URL) may attach its training id to a model that has
 // none yet; it is refused if the training id belongs to another model or the
 // model already tracks another training. m is nil when no model is known yet.
-//
-// read, when not nil, is the model of the report's training as read before
-// the job was queued, and is returned (the same pointer) instead of reading
-// it again. Deciding on it is sound though it may be stale: which model
-// tracks a training never changes once set, nor do the fields the refusals
-// look at, and apply, told the model was assumed, writes it only by a
-// conditional update at its version, and re-reads it before deciding that
-// there is nothing to write.
-func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observation, read *training.Model) (m *training.Model, bind bool, refusal, err error) {
+func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observation) (m *training.Model, bind bool, refusal, err error) {
 	if obs.TrainingID != "" {
-		found, err := read, error(nil)
-		if read != nil && read.TrainingID == obs.TrainingID {
-			tx.Assume(*read)
-		} else {
-			var stored training.Model
-			stored, err = tx.ModelByTrainingID(ctx, obs.TrainingID)
-			found = &stored
-		}
+		found, err := tx.ModelByTrainingID(ctx, obs.TrainingID)
 		switch {
 		case err == nil:
 			if obs.ModelID != "" && obs.ModelID != found.ID {
 				return nil, false, fmt.Errorf("training %s belongs to another model, not to model %s", obs.TrainingID, obs.ModelID), nil
 			}
-			if untokened(*found, obs) {
+			if untokened(found, obs) {
 				return nil, false, fmt.Errorf("training %s was started by trainhook with a per-model webhook URL: a delivery for it must come to that URL, with its ?model=&token=", obs.TrainingID), nil
 			}
-			return found, false, nil, nil
+			return &found, false, nil, nil
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, false, nil, fmt.Errorf("find model of training %s: %w", obs.TrainingID, err)
 		}
@@ -482,22 +446,11 @@ func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observat
 
 // apply runs the pure transition and persists its result with a conditional
 // update, re-reading and deciding again if another writer got there first.
-//
-// assumed says m was read outside the transaction (locate): it may be
-// stale, so a decision to write nothing is made again on m as stored.
-func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs training.Observation, force, assumed bool, now time.Time) (training.Model, training.Decision, error) {
+func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs training.Observation, force bool, now time.Time) (training.Model, training.Decision, error) {
 	for attempt := 0; ; attempt++ {
 		next, dec, h := training.Apply(m, obs, now)
 		// A poll always reschedules the next one, even when it found nothing new.
 		write := force || dec == training.Move || dec == training.Refresh || dec == training.Conflict || obs.Source == training.SourcePoll && !m.Status.Terminal()
-		if !write && assumed {
-			stored, err := tx.ModelByID(ctx, m.ID)
-			if err != nil {
-				return m, dec, fmt.Errorf("re-read model %s: %w", m.ID, err)
-			}
-			m, assumed = stored, false
-			continue
-		}
 		if !write {
 			return m, dec, nil
 		}
@@ -509,11 +462,9 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 		}
 		err := tx.UpdateModel(ctx, &next)
 		if errors.Is(err, store.ErrStale) && attempt < 5 {
-			stored, err := tx.ModelByID(ctx, m.ID)
-			if err != nil {
+			if m, err = tx.ModelByID(ctx, m.ID); err != nil {
 				return m, dec, fmt.Errorf("re-read model %s: %w", m.ID, err)
 			}
-			m, assumed = stored, false
 			continue
 		}
 		if err != nil {
@@ -568,7 +519,7 @@ func (s *Service) applyHeld(ctx context.Context, tx store.Tx, m *training.Model,
 			})
 			continue
 		}
-		next, dec, err := s.apply(ctx, tx, *m, obs, false, false, now)
+		next, dec, err := s.apply(ctx, tx, *m, obs, false, now)
 		if err != nil {
 			return nil, err
 		}

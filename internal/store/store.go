@@ -31,10 +31,6 @@ type Store interface {
 	Write(ctx context.Context, fn func(Tx) error) error
 
 	GetModel(ctx context.Context, id string) (training.Model, error)
-	// ModelByTrainingID reads the model that tracks a training (ErrNotFound
-	// if none). The webhook handler reads it before its delivery joins the
-	// writer's queue, so that the single writer does not (see Tx.Assume).
-	ModelByTrainingID(ctx context.Context, trainingID string) (training.Model, error)
 	ListModels(ctx context.Context, f ModelFilter) ([]training.Model, error)
 	History(ctx context.Context, modelID string) ([]training.HistoryEntry, error)
 	ListDeliveries(ctx context.Context, f DeliveryFilter) ([]training.Delivery, error)
@@ -63,12 +59,6 @@ type Tx interface {
 	ModelByID(ctx context.Context, id string) (training.Model, error)
 	ModelByTrainingID(ctx context.Context, trainingID string) (training.Model, error)
 	ModelByIdempotencyKey(ctx context.Context, key string) (training.Model, error)
-	// Assume tells the transaction that m, read outside it, is the stored
-	// model at m.Version, as if the transaction had read it: an UpdateModel
-	// of it at that version may then spare what a read inside would. It
-	// reads and writes nothing; if m is stale, UpdateModel returns ErrStale
-	// as for any model read at an older version.
-	Assume(m training.Model)
 	// InsertModel stores a new model with Version 1 (it sets m.Version).
 	// ErrDuplicate when its training id or idempotency key is taken.
 	InsertModel(ctx context.Context, m *training.Model) error

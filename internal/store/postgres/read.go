@@ -31,18 +31,6 @@ func (s *Store) GetModel(ctx context.Context, id string) (training.Model, error)
 	return m, nil
 }
 
-// ModelByTrainingID reads the model that tracks a training.
-func (s *Store) ModelByTrainingID(ctx context.Context, trainingID string) (training.Model, error) {
-	if trainingID == "" {
-		return training.Model{}, fmt.Errorf("get model by training id: empty training id: %w", store.ErrNotFound)
-	}
-	m, err := scanModel(s.pool.QueryRow(ctx, selectModelByTrainingID, text(trainingID)))
-	if err != nil {
-		return training.Model{}, fmt.Errorf("get model by training id %s: %w", trainingID, notFound(err))
-	}
-	return m, nil
-}
-
 // args builds a statement's argument list and numbers its placeholders.
 type args []any
 

@@ -386,10 +386,6 @@ func (t *tx) modelBy(ctx context.Context, query, key string) (training.Model, er
 	return m, nil
 }
 
-// Assume records m's version and unique values as if the transaction had
-// read m.
-func (t *tx) Assume(m training.Model) { t.saw(m) }
-
 func (t *tx) ModelByID(ctx context.Context, id string) (training.Model, error) {
 	m, err := t.modelBy(ctx, selectModelByID, id)
 	if err != nil {

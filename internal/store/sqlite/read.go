@@ -14,7 +14,6 @@ import (
 
 const (
 	readModel = iota
-	readModelByTrainingID
 	readHistory
 	readDelivery
 	readCountModels
@@ -22,11 +21,10 @@ const (
 )
 
 var readSQL = [numReadStmts]string{
-	readModel:             `SELECT ` + modelColumns + ` FROM models WHERE id = ?`,
-	readModelByTrainingID: `SELECT ` + modelColumns + ` FROM models WHERE training_id = ? AND training_id <> ''`,
-	readHistory:           `SELECT ` + historyColumns + ` FROM history WHERE model_id = ? ORDER BY id`,
-	readDelivery:          `SELECT ` + deliveryColumns + ` FROM deliveries WHERE id = ?`,
-	readCountModels:       `SELECT status, count(*) FROM models GROUP BY status`,
+	readModel:       `SELECT ` + modelColumns + ` FROM models WHERE id = ?`,
+	readHistory:     `SELECT ` + historyColumns + ` FROM history WHERE model_id = ? ORDER BY id`,
+	readDelivery:    `SELECT ` + deliveryColumns + ` FROM deliveries WHERE id = ?`,
+	readCountModels: `SELECT status, count(*) FROM models GROUP BY status`,
 }
 
 // MaxLimit is the most rows one ListModels or ListDeliveries call returns.
@@ -41,18 +39,6 @@ func (s *Store) GetModel(ctx context.Context, id string) (training.Model, error)
 	m, err := scanModel(s.rstmts[readModel].QueryRowContext(ctx, id))
 	if err != nil {
 		return training.Model{}, fmt.Errorf("get model %s: %w", id, notFound(err))
-	}
-	return m, nil
-}
-
-// ModelByTrainingID reads the model that tracks a training.
-func (s *Store) ModelByTrainingID(ctx context.Context, trainingID string) (training.Model, error) {
-	if trainingID == "" {
-		return training.Model{}, fmt.Errorf("get model by training id: empty training id: %w", store.ErrNotFound)
-	}
-	m, err := scanModel(s.rstmts[readModelByTrainingID].QueryRowContext(ctx, trainingID))
-	if err != nil {
-		return training.Model{}, fmt.Errorf("get model by training id %s: %w", trainingID, notFound(err))
 	}
 	return m, nil
 }

@@ -279,7 +279,6 @@ func TestQueryPlans(t *testing.T) {
 		want string // in the plan
 	}{
 		{"model by training id", s.wc, writeSQL[stmtModelByTrainingID], []any{"t"}, "INDEX models_training_id"},
-		{"model by training id, read", s.r, readSQL[readModelByTrainingID], []any{"t"}, "INDEX models_training_id"},
 		{"model by key", s.wc, writeSQL[stmtModelByIdempotencyKey], []any{"k"}, "INDEX models_idempotency_key"},
 		{"due", s.wc, writeSQL[stmtSelectDue], []any{1, 10}, "INDEX models_due"},
 		{"take held", s.wc, writeSQL[stmtTakeHeld], []any{"t"}, "INDEX held_training"},

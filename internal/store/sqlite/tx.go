@@ -258,14 +258,6 @@ func (t *tx) modelBy(ctx context.Context, i int, key string) (training.Model, er
 	return m, t.failed(err)
 }
 
-// Assume records m's fixed fields as if the transaction had read m.
-func (t *tx) Assume(m training.Model) {
-	if t.read == nil {
-		t.read = make(map[string]fixedFields)
-	}
-	t.read[m.ID] = fixedOf(&m)
-}
-
 func (t *tx) ModelByID(ctx context.Context, id string) (training.Model, error) {
 	m, err := t.modelBy(ctx, stmtModelByID, id)
 	if err != nil {

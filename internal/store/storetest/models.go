@@ -138,58 +138,6 @@ func testModelUpdateStale(t *testing.T, s store.Store) {
 	wantErr(t, "update with a future version", err, store.ErrStale)
 }
 
-// A model read outside the transaction (Store.ModelByTrainingID) and
-// Assumed is updated as if the transaction had read it: every field lands
-// when it is current, and a stale one is refused with ErrStale, the stored
-// model untouched.
-func testModelAssumed(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	m := fullModel(newID(1))
-	insert(t, s, &m)
-
-	read, err := s.ModelByTrainingID(ctx, m.TrainingID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkModel(t, "ModelByTrainingID", read, m)
-	_, err = s.ModelByTrainingID(ctx, "tr-missing")
-	wantErr(t, "ModelByTrainingID of an unknown training", err, store.ErrNotFound)
-	_, err = s.ModelByTrainingID(ctx, "")
-	wantErr(t, "ModelByTrainingID of no training", err, store.ErrNotFound)
-
-	stale := read
-	next := read
-	next.Status, next.RemoteStatus, next.Error = training.Ready, training.RemoteSucceeded, ""
-	next.Progress = training.Progress{Percent: 100, Step: 1000, Total: 1000}
-	next.LogTail = "done\n"
-	next.UpdatedAt, next.NextCheckAt = at(5*time.Minute), nil
-	write(t, s, func(ctx context.Context, tx store.Tx) error {
-		tx.Assume(next)
-		return tx.UpdateModel(ctx, &next)
-	})
-	checkModel(t, "after an update of an assumed model", getModel(t, s, m.ID), next)
-
-	// Read before that update: its version is gone.
-	stale.Error = "from a stale read"
-	err = s.Write(ctx, func(tx store.Tx) error {
-		tx.Assume(stale)
-		return tx.UpdateModel(ctx, &stale)
-	})
-	wantErr(t, "update of an assumed stale model", err, store.ErrStale)
-	checkModel(t, "after the stale update", getModel(t, s, m.ID), next)
-
-	// An assumed model whose fixed fields differ from the stored ones
-	// (a caller's mistake) still writes every field it is given.
-	renamed := getModel(t, s, m.ID)
-	assumed := renamed
-	renamed.Name = "renamed after the read"
-	write(t, s, func(ctx context.Context, tx store.Tx) error {
-		tx.Assume(assumed)
-		return tx.UpdateModel(ctx, &renamed)
-	})
-	checkModel(t, "after an update that changes a fixed field", getModel(t, s, m.ID), renamed)
-}
-
 func testNotFound(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	missing := newID(99)

@@ -52,7 +52,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ModelDuplicates", testModelDuplicates},
 		{"ModelUpdateEveryField", testModelUpdate},
 		{"ModelUpdateStale", testModelUpdateStale},
-		{"ModelAssumedFromARead", testModelAssumed},
 		{"NotFound", testNotFound},
 		{"WriteRollsBackOnError", testWriteRollback},
 		{"WriteRollsBackOnPanic", testWritePanic},
