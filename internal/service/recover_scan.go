@@ -38,6 +38,7 @@ type TrainingScan struct {
 	pages   int
 	end     bool  // the last page was read
 	err     error // a failed read ends the scan for this tick
+	capped  bool  // Resume left out what lies beyond maxRecoveryDepth: nothing older may be read
 }
 
 // NewTrainingScan begins a scan; nothing is read until asked. list is the
@@ -58,6 +59,10 @@ func (sc *TrainingScan) More(ctx context.Context) ([]replicate.Training, error) 
 func (sc *TrainingScan) more(ctx context.Context) ([]replicate.Training, error) {
 	if sc.err != nil || sc.end {
 		return nil, sc.err
+	}
+	if sc.capped {
+		// Reading on from the earlier scan's cursor would leave a gap.
+		return nil, fmt.Errorf("only the last %d trainings were kept from earlier reads", len(sc.results))
 	}
 	p, err := sc.list(ctx, sc.next)
 	if err != nil {
@@ -93,7 +98,7 @@ func (sc *TrainingScan) Done() bool {
 	return sc.done()
 }
 
-func (sc *TrainingScan) done() bool { return sc.end || sc.err != nil }
+func (sc *TrainingScan) done() bool { return sc.end || sc.err != nil || sc.capped }
 
 // Err is the error of the read that ended the scan, if one did.
 func (sc *TrainingScan) Err() error {
@@ -190,12 +195,27 @@ func (sc *TrainingScan) take(earlier *TrainingScan, from string) {
 			break
 		}
 	}
+	// No more than a recovery looks back at is kept, so that a scan
+	// resumed tick after tick on a busy account does not grow without end.
 	for _, t := range earlier.results[at:] {
-		if !sc.seen[t.ID] {
-			sc.seen[t.ID] = true
-			sc.results = append(sc.results, t)
+		if sc.seen[t.ID] {
+			continue
+		}
+		if len(sc.results) >= maxRecoveryDepth {
+			sc.capped = true
+			break
+		}
+		sc.seen[t.ID] = true
+		sc.results = append(sc.results, t)
+		if t.CreatedAt != nil && (sc.oldest == nil || t.CreatedAt.Before(*sc.oldest)) {
+			c := *t.CreatedAt
+			sc.oldest = &c
 		}
 	}
+	if sc.capped {
+		return
+	}
+	sc.capped = earlier.capped
 	if earlier.oldest != nil && (sc.oldest == nil || earlier.oldest.Before(*sc.oldest)) {
 		sc.oldest = earlier.oldest
 	}
