@@ -35,7 +35,6 @@ type TrainingScan struct {
 	seen    map[string]bool
 	oldest  *time.Time // the oldest created_at read so far
 	next    string
-	pages   int
 	end     bool  // the last page was read
 	err     error // a failed read ends the scan for this tick
 	capped  bool  // Resume left out what lies beyond maxRecoveryDepth: nothing older may be read
@@ -69,7 +68,6 @@ func (sc *TrainingScan) more(ctx context.Context) ([]replicate.Training, error) 
 		sc.err = err
 		return nil, err
 	}
-	sc.pages++
 	var fresh []replicate.Training
 	for _, t := range p.Results {
 		// A cursor never repeats a training; an offset-paged list may, when
@@ -105,13 +103,6 @@ func (sc *TrainingScan) Err() error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	return sc.err
-}
-
-// Pages is how many pages were read.
-func (sc *TrainingScan) Pages() int {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return sc.pages
 }
 
 // Results returns every training read so far, newest first.
@@ -216,9 +207,6 @@ func (sc *TrainingScan) take(earlier *TrainingScan, from string) {
 		return
 	}
 	sc.capped = earlier.capped
-	if earlier.oldest != nil && (sc.oldest == nil || earlier.oldest.Before(*sc.oldest)) {
-		sc.oldest = earlier.oldest
-	}
 	sc.next, sc.end = earlier.next, earlier.end
 }
 
