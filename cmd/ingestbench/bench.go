@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -40,8 +41,18 @@ type Options struct {
 	PayloadBytes int           // size of each delivery body
 	PID          int           // the server's process id, for RSS and CPU figures; 0 = none
 	DurationMax  time.Duration // hard bound on the whole run
+	Order        string        // OrderRegistration (default) or OrderRandom
 	Log          io.Writer     // progress lines; nil = none
 }
+
+// The order deliveries are sent in. In registration order each batch the
+// server commits touches neighbouring rows and index entries; trainings
+// that end in an order of their own (as real ones do) touch pages all over
+// the database, and a SQLite commit writes each page it dirtied.
+const (
+	OrderRegistration = "registration"
+	OrderRandom       = "random" // a fixed shuffle (seed 1), so runs compare
+)
 
 // Result is what a run measured. Durations are in seconds and latencies in
 // milliseconds, so the JSON needs no unit conversion.
@@ -50,6 +61,7 @@ type Result struct {
 	N            int    `json:"n"`
 	Concurrency  int    `json:"concurrency"`
 	PayloadBytes int    `json:"payload_bytes"` // actual size of each body
+	Order        string `json:"order"`
 
 	RegisterSeconds float64 `json:"register_seconds"`
 	Registered      int     `json:"registered"`
@@ -209,6 +221,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	case o.DurationMax <= 0:
 		return Result{}, errors.New("--duration-max must be positive")
 	}
+	switch o.Order {
+	case "":
+		o.Order = OrderRegistration
+	case OrderRegistration, OrderRandom:
+	default:
+		return Result{}, fmt.Errorf("--order %q: want %s or %s", o.Order, OrderRegistration, OrderRandom)
+	}
 	if o.PID != 0 {
 		if _, err := procCPU(o.PID); err != nil {
 			return Result{}, fmt.Errorf("--pid %d: %w", o.PID, err)
@@ -229,7 +248,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{URL: b.base, N: o.N, Concurrency: o.Concurrency, PayloadBytes: pl.size}
+	res := Result{URL: b.base, N: o.N, Concurrency: o.Concurrency, PayloadBytes: pl.size, Order: o.Order}
 
 	// 1. Register one model per delivery (not timed).
 	now := time.Now()
@@ -238,6 +257,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		b.trainingIDs[i] = training.NewID(now)
 	}
 	b.modelIDs = make([]string, o.N)
+	b.sendOrder = make([]int, o.N)
+	for i := range b.sendOrder {
+		b.sendOrder[i] = i
+	}
+	if o.Order == OrderRandom {
+		rand.New(rand.NewPCG(1, 1)).Shuffle(o.N, func(i, j int) {
+			b.sendOrder[i], b.sendOrder[j] = b.sendOrder[j], b.sendOrder[i]
+		})
+	}
 	logf("registering %d models...", o.N)
 	start := time.Now()
 	regErr := b.parallel(ctx, b.register)
@@ -304,6 +332,7 @@ type bench struct {
 	prefix      string // base's path, without a trailing slash
 	trainingIDs []string
 	modelIDs    []string
+	sendOrder   []int // indexes into trainingIDs, in the order deliveries go out
 }
 
 // parallel calls fn(ctx, i) for every i in [0, N) on Concurrency workers and
@@ -424,7 +453,7 @@ func (b *bench) deliver(ctx context.Context, pl *payload) deliveries {
 				if i >= b.o.N || ctx.Err() != nil {
 					return
 				}
-				tid := b.trainingIDs[i]
+				tid := b.trainingIDs[b.sendOrder[i]]
 				body := pl.body(tid)
 				id, ts := "msg_"+tid, time.Now().Unix()
 				headers[0], headers[1] = replicate.HeaderID, id

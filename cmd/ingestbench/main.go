@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 4096, "size of each delivery: a succeeded training whose log is padded with tqdm lines")
 	fs.IntVar(&o.PID, "pid", 0, "the server's process id: report its peak RSS (VmHWM) and CPU time from /proc")
 	fs.DurationVar(&o.DurationMax, "duration-max", 5*time.Minute, "hard bound on the whole run")
+	fs.StringVar(&o.Order, "order", OrderRegistration, "order of the deliveries: registration, or random (a fixed shuffle, as trainings that end in their own order)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: ingestbench [flags]\n\nMeasures webhook ingest of a local trainhook serve. Flags:")
@@ -127,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // report prints a result for people.
 func report(w io.Writer, r Result) {
-	fmt.Fprintf(w, "ingestbench %s: %d deliveries of %d bytes, concurrency %d\n", r.URL, r.N, r.PayloadBytes, r.Concurrency)
+	fmt.Fprintf(w, "ingestbench %s: %d deliveries of %d bytes, concurrency %d, %s order\n", r.URL, r.N, r.PayloadBytes, r.Concurrency, r.Order)
 	fmt.Fprintf(w, "  registered  %d models in %.2fs (not timed)\n", r.Registered, r.RegisterSeconds)
 	if r.Sent == 0 {
 		return

@@ -35,6 +35,8 @@ type stub struct {
 	models     map[string]*training.Model // by model id
 	byTraining map[string]string          // training id -> model id
 	webhookIDs map[string]int
+	created    map[string]int // model id -> its place in creation order
+	sent       []int          // created[model] of each delivery, as they came
 	deliveries atomic.Int64
 	newConns   atomic.Int64
 }
@@ -45,7 +47,7 @@ func newStub(t *testing.T) (*stub, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stub{keys: keys, models: map[string]*training.Model{}, byTraining: map[string]string{}, webhookIDs: map[string]int{}}
+	s := &stub{keys: keys, models: map[string]*training.Model{}, byTraining: map[string]string{}, webhookIDs: map[string]int{}, created: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/models", s.auth(s.createModel))
 	mux.HandleFunc("GET /api/models/{id}", s.auth(s.getModel))
@@ -91,6 +93,7 @@ func (s *stub) createModel(w http.ResponseWriter, r *http.Request) {
 	m := &training.Model{ID: training.NewID(time.Now()), Name: in.Name, TrainingID: in.TrainingID, Metadata: in.Metadata, Status: training.Pending}
 	s.models[m.ID] = m
 	s.byTraining[in.TrainingID] = m.ID
+	s.created[m.ID] = len(s.created)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(m)
@@ -146,6 +149,7 @@ func (s *stub) webhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown training", http.StatusNotFound)
 		return
 	}
+	s.sent = append(s.sent, s.created[m.ID])
 	if to, d := training.Transition(m.Status, tr.Status); d == training.Move {
 		m.Status, m.Output, m.RemoteStatus = to, tr.Output, tr.Status
 	}
@@ -204,6 +208,37 @@ func TestRunAgainstStub(t *testing.T) {
 	// deliveries (their own connections).
 	if n := s.newConns.Load(); n > 2*int64(o.Concurrency) {
 		t.Errorf("opened %d connections for concurrency %d, want at most %d", n, o.Concurrency, 2*o.Concurrency)
+	}
+}
+
+// TestRunOrder: in random order every model still gets its one delivery,
+// but they no longer come in the order the models were created.
+func TestRunOrder(t *testing.T) {
+	descents := func(order string) float64 {
+		s, srv := newStub(t)
+		o := testOptions(srv, 400)
+		o.Concurrency = 1 // so the stub sees the order they were sent in
+		o.Order = order
+		res, err := Run(context.Background(), o)
+		if err != nil || !res.Passed() || res.Order != order {
+			t.Fatalf("%s order: %v, %+v", order, err, res)
+		}
+		d := 0
+		for i := 1; i < len(s.sent); i++ {
+			if s.sent[i] < s.sent[i-1] {
+				d++
+			}
+		}
+		return float64(d) / float64(len(s.sent)-1)
+	}
+	if f := descents(OrderRegistration); f != 0 {
+		t.Errorf("registration order: %.2f of deliveries came before the previous one's model", f)
+	}
+	if f := descents(OrderRandom); f < 0.35 || f > 0.65 {
+		t.Errorf("random order: %.2f of deliveries came before the previous one's model, want about half", f)
+	}
+	if _, err := Run(context.Background(), Options{URL: "http://127.0.0.1:1", N: 1, Concurrency: 1, DurationMax: time.Second, Order: "sorted"}); err == nil || !strings.Contains(err.Error(), "--order") {
+		t.Errorf("bad --order: %v", err)
 	}
 }
 
