@@ -143,17 +143,17 @@ func handler(db *sql.DB, keys replicate.Keys) http.Handler {
 			http.Error(w, "want {name, training_id}", http.StatusBadRequest)
 			return
 		}
-		id := make([]byte, 10)
-		rand.Read(id)
-		m.Name = hex.EncodeToString(id)
+		raw := make([]byte, 10)
+		rand.Read(raw)
+		id := hex.EncodeToString(raw)
 		if _, err := db.ExecContext(r.Context(), `INSERT INTO models (id, training_id, name, status) VALUES (?, ?, ?, 'Pending')`,
-			m.Name, m.TrainingID, m.Name); err != nil {
+			id, m.TrainingID, m.Name); err != nil {
 			http.Error(w, "insert: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		json.NewEncoder(w).Encode(map[string]string{"id": m.Name})
+		json.NewEncoder(w).Encode(map[string]string{"id": id})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := db.PingContext(r.Context()); err != nil {
@@ -174,14 +174,15 @@ func handler(db *sql.DB, keys replicate.Keys) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"status": status, "output": json.RawMessage(cmp(output.String, "null"))})
+		json.NewEncoder(w).Encode(map[string]any{"status": status, "output": json.RawMessage(orNull(output.String))})
 	})
 	return mux
 }
 
-func cmp(s, def string) string {
+// orNull is s, or JSON null for a model with no output yet.
+func orNull(s string) string {
 	if s == "" {
-		return def
+		return "null"
 	}
 	return s
 }
