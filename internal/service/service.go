@@ -446,11 +446,13 @@ func (s *Service) locate(ctx context.Context, tx store.Tx, obs training.Observat
 
 // apply runs the pure transition and persists its result with a conditional
 // update, re-reading and deciding again if another writer got there first.
-func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs training.Observation, force bool, now time.Time) (training.Model, training.Decision, error) {
+// bind says m has just been given obs.TrainingID (see locate): the model is
+// written even if the transition changes nothing, and keeps that id.
+func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs training.Observation, bind bool, now time.Time) (training.Model, training.Decision, error) {
 	for attempt := 0; ; attempt++ {
 		next, dec, h := training.Apply(m, obs, now)
 		// A poll always reschedules the next one, even when it found nothing new.
-		write := force || dec == training.Move || dec == training.Refresh || dec == training.Conflict || obs.Source == training.SourcePoll && !m.Status.Terminal()
+		write := bind || dec == training.Move || dec == training.Refresh || dec == training.Conflict || obs.Source == training.SourcePoll && !m.Status.Terminal()
 		if !write {
 			return m, dec, nil
 		}
@@ -462,9 +464,23 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 		}
 		err := tx.UpdateModel(ctx, &next)
 		if errors.Is(err, store.ErrStale) && attempt < 5 {
-			if m, err = tx.ModelByID(ctx, m.ID); err != nil {
+			fresh, err := tx.ModelByID(ctx, m.ID)
+			if err != nil {
 				return m, dec, fmt.Errorf("re-read model %s: %w", m.ID, err)
 			}
+			if bind {
+				// The stored row does not carry the training id this report
+				// attaches; without it the write would leave the model
+				// unbound and its held reports behind.
+				switch fresh.TrainingID {
+				case "":
+					fresh.TrainingID = obs.TrainingID
+				case obs.TrainingID:
+				default:
+					return m, dec, fmt.Errorf("model %s tracks training %s, not %s", fresh.ID, fresh.TrainingID, obs.TrainingID)
+				}
+			}
+			m = fresh
 			continue
 		}
 		if err != nil {
