@@ -78,6 +78,8 @@ type answer struct {
 	ModelID string `json:"model_id,omitempty"`
 	Status  string `json:"status,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// cause is why a delivery could not be stored: logged, never sent.
+	cause error
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case code < 300:
 		h.Log.Info("webhook delivery", append(attrs, "outcome", ans.Outcome, "remote_status", d.RemoteStatus)...)
 	case code >= 500:
-		h.Log.Error("webhook delivery not stored; Replicate will retry", append(attrs, "error", ans.Error)...)
+		h.Log.Error("webhook delivery not stored; Replicate will retry", append(attrs, "error", ans.Error, "cause", ans.cause)...)
 	default:
 		h.Log.Warn("webhook delivery refused", append(attrs, "reason", ans.Error, "remote_addr", r.RemoteAddr)...)
 	}
@@ -140,8 +142,12 @@ func (h *Handler) Replay(ctx context.Context, d training.Delivery) Replayed {
 	// delivery that was bound to a model (by its ?model=&token=, checked
 	// when it was received) stays bound to it.
 	code, ans, got := h.intakeAt(req, h.Now(), d.ReceivedAt, d.ID, d.ModelID)
-	h.Log.Info("webhook delivery replayed", "delivery_id", d.ID, "webhook_id", got.WebhookID, "training_id", got.TrainingID,
-		"code", code, "outcome", ans.Outcome, "error", ans.Error, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+	attrs := []any{"delivery_id", d.ID, "webhook_id", got.WebhookID, "training_id", got.TrainingID,
+		"code", code, "outcome", ans.Outcome, "error", ans.Error, "latency_ms", float64(time.Since(start).Microseconds()) / 1000}
+	if ans.cause != nil {
+		attrs = append(attrs, "cause", ans.cause)
+	}
+	h.Log.Info("webhook delivery replayed", attrs...)
 	return Replayed{Code: code, Outcome: ans.Outcome, ModelID: ans.ModelID, Status: ans.Status, Error: ans.Error}
 }
 
@@ -227,7 +233,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 	obs.ModelID = obsModel
 	res, err := h.Service.Deliver(r.Context(), obs, d)
 	if err != nil {
-		return http.StatusServiceUnavailable, answer{Error: "the delivery could not be stored and was not applied; Replicate will retry"}, d
+		return http.StatusServiceUnavailable, answer{Error: "the delivery could not be stored and was not applied; Replicate will retry", cause: err}, d
 	}
 	if res.Outcome == service.OutcomeRefused {
 		h.refused.Inc("model_binding")

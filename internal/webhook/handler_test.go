@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +155,66 @@ func TestReplayKeepsModelBinding(t *testing.T) {
 	if len(rec.obs) != 1 || rec.obs[0].ModelID != "01model" {
 		t.Fatalf("replay delivered %+v, want one report bound to model 01model", rec.obs)
 	}
+}
+
+// The cause of a failed store is for the operator: it is logged, with the
+// delivery, though the answer to Replicate does not carry it.
+func TestStoreFailureCauseIsLogged(t *testing.T) {
+	key, _ := replicate.ParseKey("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	var logs syncBuffer
+	h := NewHandler(Handler{Keys: replicate.Keys{key}, Service: &failingStore{}, MaxBody: 1 << 20, Log: slog.New(slog.NewTextHandler(&logs, nil))}, metrics.New())
+	srv := httptest.NewServer(h)
+	body := []byte(`{"id":"abc","status":"succeeded"}`)
+	req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(string(body)))
+	key.SignRequest(req.Header, "msg_cause", time.Now(), body)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	srv.Close() // waits for the handler, which logs after it answers
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	if got := logs.String(); !strings.Contains(got, "database is locked") || !strings.Contains(got, "msg_cause") {
+		t.Errorf("log does not name the cause and the delivery:\n%s", got)
+	}
+
+	logs.Reset()
+	signed := http.Header{}
+	key.SignRequest(signed, "msg_replayed", time.Now(), body)
+	r := h.Replay(context.Background(), training.Delivery{
+		ID: 7, WebhookID: "msg_replayed", Payload: body, ReceivedAt: time.Now(),
+		Timestamp: signed.Get(replicate.HeaderTimestamp), Signature: signed.Get(replicate.HeaderSignature),
+	})
+	if r.Code != http.StatusServiceUnavailable {
+		t.Fatalf("replay answered %d (%s), want 503", r.Code, r.Error)
+	}
+	if !strings.Contains(logs.String(), "database is locked") {
+		t.Errorf("replay log does not name the cause:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the handler's goroutine and the test's.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
 }
