@@ -1,7 +1,8 @@
 // Package e2e drives the dashboard in a real browser (Debian's chromium,
 // through chromedp) against a whole trainhook started in-process, with the
 // Replicate simulator delivering real signed webhooks to it. Screenshots of
-// every page go to screenshots/ at the repository root.
+// every page go to the directory TRAINHOOK_SCREENSHOTS names (a temporary
+// one, removed after the test, when it is unset).
 package e2e
 
 import (
@@ -14,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -146,8 +146,7 @@ func startBrowser(t *testing.T) *browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	_, file, _, _ := runtime.Caller(0)
-	b := &browser{t: t, ctx: ctx, shots: filepath.Join(filepath.Dir(file), "..", "..", "..", "screenshots")}
+	b := &browser{t: t, ctx: ctx, shots: screenshotDir(t, os.Getenv)}
 	if err := os.MkdirAll(b.shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +206,7 @@ func (b *browser) waitFor(what, cond string, timeout time.Duration) {
 	}
 }
 
-// screenshot saves the whole page as screenshots/NAME.png.
+// screenshot saves the whole page as NAME.png in the screenshot directory.
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
@@ -220,6 +219,19 @@ func (b *browser) screenshot(name string) {
 	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
 		b.t.Error(err)
 	}
+}
+
+// EnvScreenshots names a directory to keep the screenshots in.
+const EnvScreenshots = "TRAINHOOK_SCREENSHOTS"
+
+// screenshotDir is where the screenshots go: the directory EnvScreenshots
+// names, or else the test's temporary directory, so that go test writes
+// nothing into the source tree.
+func screenshotDir(t *testing.T, getenv func(string) string) string {
+	if dir := getenv(EnvScreenshots); dir != "" {
+		return dir
+	}
+	return filepath.Join(t.TempDir(), "screenshots")
 }
 
 func (b *browser) messages() []chromedp.ConsoleMessage {
