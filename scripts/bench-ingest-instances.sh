@@ -39,7 +39,7 @@ trap cleanup EXIT
 
 cd "$root"
 go build -o "$tmp/trainhook" ./cmd/trainhook
-go build -o "$tmp/ingestbench" ./cmd/ingestbench
+go build -o "$tmp/ingestbench" ./internal/cmd/ingestbench
 dburl() { # the admin URL with its database replaced
 	echo "$ADMIN" | sed -E "s#^(postgres(ql)?://[^/]+)/[^?]*#\1/$1#"
 }

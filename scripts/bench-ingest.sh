@@ -108,7 +108,7 @@ else
 	trainhook=$tmp/trainhook
 	go build -o "$trainhook" ./cmd/trainhook
 fi
-go build -o "$tmp/ingestbench" ./cmd/ingestbench
+go build -o "$tmp/ingestbench" ./internal/cmd/ingestbench
 
 # dur_seconds DURATION prints a Go duration such as 5m, 90s or 1m30s in whole
 # seconds (3600 for forms it does not read).

@@ -8,13 +8,11 @@
 # What it measures, RUNS times each, interleaved so that drift on a shared
 # machine hits every figure alike (medians in the report, every run beside):
 #   1. Webhook ingest: `trainhook serve` on a fresh SQLite file and on a fresh
-#      PostgreSQL database (one instance), cmd/ingestbench sending INGEST_N
+#      PostgreSQL database (one instance), internal/cmd/ingestbench sending INGEST_N
 #      signed ~4 KB `succeeded` deliveries at each of INGEST_CONCURRENCY:
 #      deliveries/s, p50/p99, the server's peak RSS and CPU per delivery;
-#      the same on SQLite with the deliveries in random order, and against
-#      cmd/ingestref, issue 2's bare reference handler, with SQLite
-#      synchronous=FULL (durable) and NORMAL (not).
-#   2. Polling: cmd/lifecyclebench (simulator and trainhook on SQLite in one
+#      the same on SQLite with the deliveries in random order.
+#   2. Polling: internal/cmd/lifecyclebench (simulator and trainhook on SQLite in one
 #      process) with each of LIFECYCLE_SIZES trainings in flight under a
 #      LIFECYCLE_BUDGET/min API budget: API calls per training and per
 #      minute, detection delay p50/p99, bounded by LIFECYCLE_MAX per run.
@@ -168,8 +166,7 @@ free_port() {
 }
 
 # start_server DATABASE_URL LOG: starts `trainhook serve` on a free port in
-# a clean environment (port in $port, pid in $server_pid), or with
-# ref-full:PATH or ref-normal:PATH cmd/ingestref on that file; waits until
+# a clean environment (port in $port, pid in $server_pid); waits until
 # GET /readyz answers 200 and sets $startup_ms to the time that took from
 # just before the fork. A port taken between the check and the bind is
 # retried with another.
@@ -178,15 +175,9 @@ start_server() {
 	for attempt in 1 2 3 4 5; do
 		port=$(free_port)
 		t0=$EPOCHREALTIME
-		if [[ $1 == ref-*:* ]]; then
-			local mode=${1%%:*}
-			env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" "$tmp/ingestref" --addr "127.0.0.1:$port" --db "${1#*:}" \
-				--sync "${mode#ref-}" --secret "$SECRET" >"$2" 2>&1 &
-		else
-			env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$1" ADDR="127.0.0.1:$port" \
-				REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
-				TRAINHOOK_LOG_FORMAT=json "$tmp/trainhook" serve >"$2" 2>&1 &
-		fi
+		env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$1" ADDR="127.0.0.1:$port" \
+			REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
+			TRAINHOOK_LOG_FORMAT=json "$tmp/trainhook" serve >"$2" 2>&1 &
 		server_pid=$!
 		limit=$((EPOCHSECONDS + READY_TIMEOUT))
 		until ready "$port"; do
@@ -265,9 +256,8 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "building"
 go build -o "$tmp/trainhook" ./cmd/trainhook
 go build -ldflags="-s -w" -o "$tmp/trainhook-stripped" ./cmd/trainhook
-go build -o "$tmp/ingestbench" ./cmd/ingestbench
-go build -o "$tmp/lifecyclebench" ./cmd/lifecyclebench
-go build -o "$tmp/ingestref" ./cmd/ingestref
+go build -o "$tmp/ingestbench" ./internal/cmd/ingestbench
+go build -o "$tmp/lifecyclebench" ./internal/cmd/lifecyclebench
 note_command 'go build -o trainhook ./cmd/trainhook; go build -ldflags="-s -w" -o trainhook-stripped ./cmd/trainhook'
 size_default=$(stat -c %s "$tmp/trainhook")
 size_stripped=$(stat -c %s "$tmp/trainhook-stripped")
@@ -296,7 +286,7 @@ ingest_cmd='ingestbench --url http://127.0.0.1:PORT --secret $SECRET --n %s --co
 # --- The runs ----------------------------------------------------------------
 for run in $(seq "$RUNS"); do
 	# 1. Webhook ingest.
-	for db in "${dbs[@]}" sqlite-random ref-full ref-normal; do
+	for db in "${dbs[@]}" sqlite-random; do
 		for c in $INGEST_CONCURRENCY; do
 			id=$db-c$c-run$run
 			order=registration
@@ -304,9 +294,6 @@ for run in $(seq "$RUNS"); do
 			if [[ $db == sqlite* ]]; then
 				url=$tmp/$id.db
 				note_command "DATABASE_URL=\$(mktemp -d)/bench.db ADDR=127.0.0.1:PORT REPLICATE_WEBHOOK_SECRET=\$SECRET TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL=http://127.0.0.1:9/v1 trainhook serve"
-			elif [[ $db == ref-* ]]; then
-				url=$db:$tmp/$id.db
-				note_command "ingestref --addr 127.0.0.1:PORT --db \$(mktemp -d)/ref.db --sync ${db#ref-} --secret \$SECRET  # the reference handler"
 			else
 				pg_db=trainhook_report_${run}_${c}_$RANDOM
 				psql -q "$ADMIN" -c "CREATE DATABASE $pg_db" >/dev/null
@@ -420,7 +407,7 @@ done
 
 	echo "### Webhook ingest"
 	echo
-	echo "\`trainhook serve\` on a fresh database per run, \`cmd/ingestbench\` on the same machine registering $(fmt_int "$INGEST_N")"
+	echo "\`trainhook serve\` on a fresh database per run, \`internal/cmd/ingestbench\` on the same machine registering $(fmt_int "$INGEST_N")"
 	echo "models, then sending one signed \`succeeded\` training delivery (~$PAYLOAD_BYTES bytes with its log) per model over"
 	echo "loopback with C requests in flight, and checking every model is Ready with its output. Latency is"
 	echo "per request, from send to the answer read (the answer comes after the commit). RSS is the server's"
@@ -429,7 +416,7 @@ done
 	echo
 	echo "| database | C | deliveries/s | p50 | p99 | server peak RSS | server CPU per delivery | deliveries/s per run | target |"
 	echo "|---|---|---|---|---|---|---|---|---|"
-	for db in "${dbs[@]}" sqlite-random ref-full ref-normal; do
+	for db in "${dbs[@]}" sqlite-random; do
 		for c in $INGEST_CONCURRENCY; do
 			d=$tmp/ingest g="$db-c$c-run*.json"
 			rate=$(vals "$d" "$g" deliveries_per_sec | median)
@@ -451,29 +438,22 @@ done
 			sqlite) label=SQLite ;;
 			sqlite-random) label="SQLite, deliveries in random order" ;;
 			postgres) label="PostgreSQL, 1 instance" ;;
-			ref-full) label="reference handler, SQLite \`synchronous=FULL\` (durable)" ;;
-			ref-normal) label="reference handler, SQLite \`synchronous=NORMAL\` (not durable)" ;;
 			esac
 			echo "| $label | $c | **$(fmt_int "$rate")**$bad | $(fmt '%.2f ms' "$p50") | $(fmt '%.2f ms' "$p99") | $(mib "$rss") | $(fmt '%.3f ms' "$cpu_ms") | $(runs_list "$d" "$g" deliveries_per_sec int) | $target |"
 		done
 	done
 	echo
-	echo "Target (issue 2): ≥ 8,000 deliveries/s with p99 < 15 ms at concurrency 32 on SQLite, on a 2-core machine"
+	echo "Target: ≥ 8,000 deliveries/s with p99 < 15 ms at concurrency 32 on SQLite, on a 2-core machine"
 	echo "with the load generator on the same machine."
 	echo
 	echo "Deliveries go out in the order the models were registered, except in the \"random order\" row"
 	echo "(\`--order random\`, a fixed shuffle): there each commit's deliveries are for models all over the"
 	echo "database, as when trainings end in an order of their own, and a commit writes more pages."
 	echo
-	echo "The reference handler (\`cmd/ingestref\`) is issue 2's point of comparison, not trainhook: it verifies the"
-	echo "signature and does one SQLite UPDATE per delivery on one connection (no dedupe, audit, history or group"
-	echo "commit). With \`synchronous=FULL\` each answer waits for its own fsync, as trainhook's durability requires;"
-	echo "\`synchronous=NORMAL\` (go-sqlite3's default in WAL mode) answers before the commit is on disk."
-	echo
 
 	echo "### Polling: API cost and detection delay"
 	echo
-	echo "\`cmd/lifecyclebench --mode polling\`: the Replicate simulator and trainhook (SQLite, \`TRAINHOOK_WEBHOOKS=off\`,"
+	echo "\`internal/cmd/lifecyclebench --mode polling\`: the Replicate simulator and trainhook (SQLite, \`TRAINHOOK_WEBHOOKS=off\`,"
 	echo "\`TRAINHOOK_POLL_INTERVAL=$POLL_INTERVAL\`, \`TRAINHOOK_API_RATE_LIMIT=$LIFECYCLE_BUDGET\`) in one process on loopback. \"The app\""
 	echo "starts N trainings of $LIFECYCLE_DURATION directly on the simulator with its own client (outside trainhook's budget, 8 at a"
 	echo "time) and registers them with trainhook by id (\`Service.Register\`, as \`POST /api/models\` with \`training_id\`"

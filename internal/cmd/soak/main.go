@@ -11,8 +11,8 @@
 //
 // Everything is on loopback, bounded in count and time. See RELIABILITY.md.
 //
-//	go run ./cmd/soak                         # 10,000 trainings, webhook and polling mode
-//	go run ./cmd/soak --n 300 --mode both     # the short CI run
+//	go run ./internal/cmd/soak                         # 10,000 trainings, webhook and polling mode
+//	go run ./internal/cmd/soak --n 300 --mode both     # the short CI run
 package main
 
 import (

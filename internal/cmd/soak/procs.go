@@ -53,7 +53,7 @@ func moduleRoot(ctx context.Context) (string, error) {
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run the soak inside the trainhook module (go run ./cmd/soak), or pass --binary")
+		return "", errors.New("run the soak inside the trainhook module (go run ./internal/cmd/soak), or pass --binary")
 	}
 	return filepath.Dir(gomod), nil
 }
