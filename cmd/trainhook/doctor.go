@@ -19,6 +19,7 @@ import (
 
 	"github.com/trainhook/trainhook/internal/apiclient"
 	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/store/postgres"
 	"github.com/trainhook/trainhook/internal/store/sqlite"
@@ -538,7 +539,7 @@ func isTimeout(err error) bool {
 // probe sends one signed test delivery: a training whose id starts with
 // webhook.ProbePrefix, which trainhook verifies and answers without storing.
 func (d *doctor) probe(ctx context.Context, key replicate.Key, padTo int64, timeout time.Duration) (delivery, error) {
-	body, err := trainingPayload(payloadOptions{
+	body, err := fakereplicate.TrainingPayload(fakereplicate.PayloadOptions{
 		TrainingID: webhook.ProbePrefix + randomID(12), Status: "processing",
 		Webhook: d.cfg.WebhookURL, PadTo: padTo, Now: time.Now(),
 	})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/training"
 )
@@ -144,7 +144,7 @@ Exit status: 0 when the answer is 2xx; 1 otherwise (including the 401 that
 	if *stale {
 		ts = now.Add(-staleAge)
 	}
-	body, err := trainingPayload(payloadOptions{
+	body, err := fakereplicate.TrainingPayload(fakereplicate.PayloadOptions{
 		TrainingID: *trainingID, Status: *status, Destination: *dest, Error: *errMsg,
 		Steps: *steps, Webhook: u.String(), PadTo: padTo, Now: now,
 	})
@@ -335,195 +335,4 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
-}
-
-// payloadOptions describe a training webhook payload.
-type payloadOptions struct {
-	TrainingID  string
-	Status      string // Replicate's status
-	Destination string // owner/name, for output.version
-	Error       string // for failed; a realistic one when empty
-	Steps       int
-	Webhook     string // echoed as Replicate does
-	PadTo       int64  // pad the logs to about this many bytes
-	Now         time.Time
-}
-
-// The trainer the payloads name: Replicate's FLUX LoRA trainer and a
-// version of it seen in real training objects.
-const (
-	payloadTrainer = "ostris/flux-dev-lora-trainer"
-	payloadVersion = "e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497"
-)
-
-// trainingPayload builds the body of a training webhook: the training
-// object as GET /v1/trainings/{id} returns it (REPLICATE.md §3), with a
-// LoRA trainer's log and its tqdm progress lines as far as the status got.
-func trainingPayload(o payloadOptions) ([]byte, error) {
-	if o.Steps <= 0 {
-		o.Steps = 1000
-	}
-	if o.Destination == "" {
-		o.Destination = "trainhook-sim/portrait-lora"
-	}
-	created := o.Now.Add(-21 * time.Minute).UTC()
-	started := created.Add(7*time.Second + 784*time.Millisecond)
-	t := replicate.Training{
-		ID: o.TrainingID, Model: payloadTrainer, Version: payloadVersion, Status: o.Status, Source: "api",
-		CreatedAt: &created,
-		URLs: map[string]string{
-			"get":    "https://api.replicate.com/v1/trainings/" + o.TrainingID,
-			"cancel": "https://api.replicate.com/v1/trainings/" + o.TrainingID + "/cancel",
-			"web":    "https://replicate.com/p/" + o.TrainingID,
-		},
-		Webhook: o.Webhook, WebhookEventsFilter: []string{replicate.EventStart, replicate.EventCompleted},
-		Output: json.RawMessage("null"), Error: json.RawMessage("null"),
-	}
-	input, _ := json.Marshal(map[string]any{
-		"input_images": "https://example.com/datasets/zkx-portraits.zip", "trigger_word": "ZKX",
-		"steps": o.Steps, "lora_rank": 16, "learning_rate": 0.0004, "batch_size": 1,
-		"resolution": "512,768,1024", "autocaption": true, "optimizer": "adamw8bit",
-	})
-	t.Input = input
-
-	// How far the run got: the share of steps its log shows.
-	reached := 0.0
-	switch o.Status {
-	case training.RemoteStarting, training.RemoteAborted:
-	case training.RemoteProcessing:
-		reached = 0.42
-	case training.RemoteSucceeded:
-		reached = 1
-	case training.RemoteFailed:
-		reached = 0.37
-	case training.RemoteCanceled:
-		reached = 0.6
-	}
-	if o.Status != training.RemoteStarting && o.Status != training.RemoteAborted {
-		t.StartedAt = &started
-	}
-	t.Logs = trainerLog(o, reached)
-
-	if training.RemoteTerminal(o.Status) {
-		completed := o.Now.Add(-2 * time.Second).UTC()
-		if o.Status == training.RemoteAborted {
-			completed = created.Add(5 * time.Minute)
-		}
-		t.CompletedAt = &completed
-		total := completed.Sub(created).Seconds()
-		t.Metrics = &replicate.Metrics{TotalTime: &total}
-		if t.StartedAt != nil {
-			predict := completed.Sub(started).Seconds()
-			t.Metrics.PredictTime = &predict
-		}
-	} else {
-		t.Metrics = &replicate.Metrics{}
-	}
-	switch o.Status {
-	case training.RemoteSucceeded:
-		out, _ := json.Marshal(replicate.TrainingOutput{
-			Version: o.Destination + ":" + randomHex(32),
-			Weights: "https://replicate.delivery/xezq/" + randomID(40) + "/trained_model.tar",
-		})
-		t.Output = out
-	case training.RemoteFailed:
-		msg := o.Error
-		if msg == "" {
-			msg = oomError
-		}
-		t.Error, _ = json.Marshal(msg)
-	}
-	return json.Marshal(t)
-}
-
-const oomError = "CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total capacity of 79.11 GiB of which 1.02 GiB is free."
-
-// trainerLog is a FLUX LoRA trainer's log up to reached (0..1) of its steps.
-func trainerLog(o payloadOptions, reached float64) string {
-	if o.Status == training.RemoteStarting || o.Status == training.RemoteAborted {
-		return ""
-	}
-	var b strings.Builder
-	const images = 14
-	b.WriteString("Downloading input_images from https://example.com/datasets/zkx-portraits.zip\n")
-	fmt.Fprintf(&b, "Extracted %d images\n", images)
-	fmt.Fprintf(&b, "Captioning %d images with LLaVA 1.5 13B\n", images)
-	for i := 1; i <= images; i++ {
-		fmt.Fprintf(&b, "Caption for image_%02d.jpg: a photo of ZKX, a person with short dark hair, smiling, studio lighting\n", i)
-	}
-	// Padding for body-limit tests: more caption lines, as a large
-	// dataset would print, before the progress lines so the last line
-	// still tells the progress.
-	for i := images + 1; int64(b.Len()) < o.PadTo-4<<10; i++ {
-		fmt.Fprintf(&b, "Caption for image_%05d.jpg: a photo of ZKX, a person with short dark hair, outdoors, natural light, 85mm\n", i)
-	}
-	b.WriteString("Loading FLUX.1-dev transformer, VAE and text encoders\n")
-	b.WriteString("Preparing LoRA network: rank 16\n")
-	fmt.Fprintf(&b, "Caching latents for %d images\n", images)
-	fmt.Fprintf(&b, "Training for %d steps, batch size 1, learning rate 0.0004\n", o.Steps)
-	const total = 1300 * time.Second // how long the steps take
-	last := int(reached * float64(o.Steps))
-	every := max(1, o.Steps/100)
-	var shown []int
-	for step := 0; step < last; step += every {
-		shown = append(shown, step)
-	}
-	for _, step := range append(shown, last) {
-		b.WriteString(tqdmLine(step, o.Steps, total))
-		b.WriteByte('\n')
-		if step > 0 && step%(every*25) == 0 {
-			fmt.Fprintf(&b, "step %d: loss 0.%04d, lr 4.0e-04\n", step, 4123-step%997)
-		}
-	}
-	switch o.Status {
-	case training.RemoteSucceeded:
-		b.WriteString("Saving LoRA weights to output/flux_train_replicate/lora.safetensors\n")
-		b.WriteString("Packing output/flux_train_replicate into trained_model.tar\n")
-		b.WriteString("Uploading trained_model.tar\n")
-	case training.RemoteFailed:
-		msg := o.Error
-		if msg == "" {
-			msg = oomError
-		}
-		b.WriteString("Traceback (most recent call last):\n")
-		b.WriteString("  File \"/src/train.py\", line 411, in train\n    job.run()\n")
-		b.WriteString("  File \"/src/ai-toolkit/jobs/process/BaseSDTrainProcess.py\", line 1797, in run\n    loss_dict = self.hook_train_loop(batch)\n")
-		b.WriteString("torch.OutOfMemoryError: " + msg + "\n")
-	case training.RemoteCanceled:
-		b.WriteString("Training canceled\n")
-	}
-	return b.String()
-}
-
-// tqdmLine prints a progress line as tqdm does:
-// " 42%|████▏     | 420/1000 [09:06<12:34,  1.30s/it]".
-func tqdmLine(step, total int, trainTime time.Duration) string {
-	pct := 100 * step / total
-	const width = 10
-	eighths := width * 8 * step / total
-	bar := strings.Repeat("█", eighths/8)
-	if r := eighths % 8; r > 0 {
-		bar += string([]rune(" ▏▎▍▌▋▊▉")[r])
-	}
-	bar += strings.Repeat(" ", width-len([]rune(bar)))
-	if step == 0 {
-		return fmt.Sprintf("%3d%%|%s| %d/%d [00:00<?, ?it/s]", pct, bar, step, total)
-	}
-	elapsed := time.Duration(float64(trainTime) * float64(step) / float64(total))
-	perStep := trainTime.Seconds() / float64(total)
-	return fmt.Sprintf("%3d%%|%s| %d/%d [%s<%s, %5.2fs/it]", pct, bar, step, total, clock(elapsed), clock(trainTime-elapsed), perStep)
-}
-
-func clock(d time.Duration) string {
-	s := int(d.Round(time.Second) / time.Second)
-	if s >= 3600 {
-		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
-	}
-	return fmt.Sprintf("%02d:%02d", s/60, s%60)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -191,7 +191,7 @@ func (t *simTraining) logsUntil(now time.Time) string {
 		if trainFrom+(trainTo-trainFrom)*float64(i)/float64(n) > f {
 			break
 		}
-		b.WriteString(tqdmLine(t.steps*i/n, t.steps, trainTime))
+		b.WriteString(TqdmLine(t.steps*i/n, t.steps, trainTime))
 		b.WriteByte('\n')
 	}
 	for _, l := range []logLine{
@@ -227,37 +227,6 @@ func (t *simTraining) setupLines() []logLine {
 		logLine{0.09, fmt.Sprintf("Caching latents for %d images", t.images)},
 		logLine{trainFrom, fmt.Sprintf("Training for %d steps, batch size %d, learning rate %g", t.steps, t.batch, t.learningRate)},
 	)
-}
-
-// tqdmLine prints a progress bar line as tqdm does, e.g.
-// " 40%|████      | 400/1000 [00:12<00:18, 33.10it/s]".
-func tqdmLine(step, total int, trainTime time.Duration) string {
-	pct := 100 * step / total
-	const width = 10
-	eighths := width * 8 * step / total
-	bar := strings.Repeat("█", eighths/8)
-	if r := eighths % 8; r > 0 {
-		bar += string([]rune(" ▏▎▍▌▋▊▉")[r])
-	}
-	bar += strings.Repeat(" ", width-len([]rune(bar)))
-	if step == 0 {
-		return fmt.Sprintf("%3d%%|%s| %d/%d [00:00<?, ?it/s]", pct, bar, step, total)
-	}
-	elapsed := time.Duration(float64(trainTime) * float64(step) / float64(total))
-	rate := float64(total) / trainTime.Seconds()
-	speed := fmt.Sprintf("%.2fit/s", rate)
-	if rate < 1 {
-		speed = fmt.Sprintf("%.2fs/it", 1/rate)
-	}
-	return fmt.Sprintf("%3d%%|%s| %d/%d [%s<%s, %s]", pct, bar, step, total, clockTime(elapsed), clockTime(trainTime-elapsed), speed)
-}
-
-func clockTime(d time.Duration) string {
-	s := int(d.Round(time.Second) / time.Second)
-	if s >= 3600 {
-		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
-	}
-	return fmt.Sprintf("%02d:%02d", s/60, s%60)
 }
 
 // Realistic failures, as Replicate's trainers report them.
