@@ -5,11 +5,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/trainhook/trainhook/internal/store"
 )
 
 // Migrations are plain SQL files named NNNN_what.sql, numbered from 1 without
@@ -19,40 +19,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations parses the embedded files once; a malformed set is a bug in
 // this binary, caught by TestMigrationFiles.
-var migrations, migrationsErr = loadMigrations(migrationFiles)
-
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, path := range names { // fs.Glob returns names sorted
-		name := strings.TrimPrefix(path, "migrations/")
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || len(num) != 4 {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
-		}
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("migration %s: want version %d (numbers start at 1, without gaps)", name, len(ms)+1)
-		}
-		b, err := fs.ReadFile(fsys, path)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	return ms, nil
-}
+var migrations, migrationsErr = store.LoadMigrations(migrationFiles)
 
 // migrationLock is the pg_advisory_xact_lock key every trainhook instance
 // takes to migrate: the first 8 bytes of "trainhk\x01".
@@ -121,14 +90,14 @@ func (s *Store) migrateOne(ctx context.Context) (done bool, err error) {
 	m := migrations[applied]
 	// Exec without arguments uses the simple protocol, which runs a file
 	// of several statements.
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("apply migration %s: %w", m.name, err)
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("apply migration %s: %w", m.Name, err)
 	}
-	if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.version); err != nil {
-		return false, fmt.Errorf("record migration %s: %w", m.name, err)
+	if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.Version); err != nil {
+		return false, fmt.Errorf("record migration %s: %w", m.Name, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("commit migration %s: %w", m.name, err)
+		return false, fmt.Errorf("commit migration %s: %w", m.Name, err)
 	}
 	return false, nil
 }

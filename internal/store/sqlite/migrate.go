@@ -5,9 +5,8 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"strconv"
-	"strings"
+
+	"github.com/trainhook/trainhook/internal/store"
 )
 
 // Migrations are plain SQL files named NNNN_what.sql, numbered from 1 without
@@ -16,40 +15,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations parses the embedded files once; a malformed set is a bug in
 // this binary, caught by TestMigrationFiles.
-var migrations, migrationsErr = loadMigrations(migrationFiles)
-
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, path := range names { // fs.Glob returns names sorted
-		name := strings.TrimPrefix(path, "migrations/")
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || len(num) != 4 {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
-		}
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("migration %s: want version %d (numbers start at 1, without gaps)", name, len(ms)+1)
-		}
-		b, err := fs.ReadFile(fsys, path)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	return ms, nil
-}
+var migrations, migrationsErr = store.LoadMigrations(migrationFiles)
 
 // migrate applies the migrations the file lacks, each in its own transaction
 // with its row in schema_migrations, so a crash leaves either all of one
@@ -74,13 +42,13 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for _, m := range migrations[applied:] {
 		if err := s.apply(ctx, m); err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
 }
 
-func (s *Store) apply(ctx context.Context, m migration) (err error) {
+func (s *Store) apply(ctx context.Context, m store.Migration) (err error) {
 	if _, err := s.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
@@ -90,14 +58,14 @@ func (s *Store) apply(ctx context.Context, m migration) (err error) {
 		}
 	}()
 	var done int
-	if err := s.wc.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&done); err != nil {
+	if err := s.wc.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.Version).Scan(&done); err != nil {
 		return err
 	}
 	if done == 0 { // else another process applied it meanwhile
-		if _, err := s.wc.ExecContext(ctx, m.sql); err != nil {
+		if _, err := s.wc.ExecContext(ctx, m.SQL); err != nil {
 			return err
 		}
-		if _, err := s.wc.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", m.version); err != nil {
+		if _, err := s.wc.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", m.Version); err != nil {
 			return err
 		}
 	}
