@@ -165,7 +165,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log, CheckToken: a.Service.CheckToken}, a.Metrics)
 	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status}, a.Service, wh, a.Metrics, log)
-	api.Extra = func(mux *http.ServeMux, _ func(http.Handler) http.Handler) {
+	api.Extra = func(mux *http.ServeMux) {
 		web.Register(mux, web.Deps{
 			Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
 			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORS: api.CORS, CORSOrigins: cfg.CORSOrigins,
@@ -224,7 +224,7 @@ func (a *App) Run(ctx context.Context) error {
 			a.bridge.Run(bctx)
 		}
 	}()
-	a.Log.Info("listening", "url", a.URL, "webhook_path", webhook.Path, "webhook_url", a.Config.WebhookURL)
+	a.Log.Info("listening", "url", a.URL, "webhook_path", config.WebhookPath, "webhook_url", a.Config.WebhookURL)
 
 	var serveErr error
 	select {

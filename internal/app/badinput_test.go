@@ -245,7 +245,7 @@ func TestBadInputMatrix(t *testing.T) {
 	forA := trainingBody("matrix-train-a", "succeeded", "")
 	good := hook(matrixKey, "msg_probe", now, probe)
 	sig := good.Get(replicate.HeaderSignature)
-	path := webhook.Path
+	path := config.WebhookPath
 
 	// An accepted delivery, to replay within and after the window. It is
 	// signed 298 s in the past: accepted now, expired three seconds later.
@@ -413,7 +413,7 @@ func TestBadInputMatrix(t *testing.T) {
 			if r.code != c.code || !strings.Contains(r.message(), c.msg) {
 				t.Errorf("got %d %q, want %d containing %q", r.code, clipText(r.message(), 300), c.code, c.msg)
 			}
-			if strings.HasPrefix(c.path, webhook.Path) && r.header.Get("Access-Control-Allow-Origin") != "" {
+			if strings.HasPrefix(c.path, config.WebhookPath) && r.header.Get("Access-Control-Allow-Origin") != "" {
 				t.Error("the webhook route sent CORS headers")
 			}
 			if diff := sameSnapshot(before, m.snapshot()); diff != "" {
@@ -485,7 +485,7 @@ func TestHundredMegabyteBodyRefusedEarly(t *testing.T) {
 			before := m.snapshot()
 			var sent atomic.Int64
 			gen := &endless{n: size, counter: &sent}
-			req, _ := http.NewRequest("POST", m.app.URL+webhook.Path, gen)
+			req, _ := http.NewRequest("POST", m.app.URL+config.WebhookPath, gen)
 			if chunked {
 				req.ContentLength = -1
 			} else {
@@ -541,7 +541,7 @@ func TestSlowLorisBodyIsCutOff(t *testing.T) {
 	}
 	defer conn.Close()
 	var head bytes.Buffer
-	fmt.Fprintf(&head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n", webhook.Path, len(body))
+	fmt.Fprintf(&head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n", config.WebhookPath, len(body))
 	for k, v := range h {
 		fmt.Fprintf(&head, "%s: %s\r\n", k, v[0])
 	}

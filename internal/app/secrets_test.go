@@ -22,7 +22,6 @@ import (
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
-	"github.com/trainhook/trainhook/internal/webhook"
 )
 
 // The secrets of TestSecretsNeverShown. Each is distinctive, so finding one
@@ -235,10 +234,10 @@ func TestSecretsNeverShown(t *testing.T) {
 		{"Content-Type": {"application/json"}},
 		with(hook(key, "msg_s_ct", time.Now(), body), "Content-Type", "text/plain"),
 	} {
-		call("POST", webhook.Path+fmt.Sprintf("?attempt=%d", i), body, h)
+		call("POST", config.WebhookPath+fmt.Sprintf("?attempt=%d", i), body, h)
 	}
-	call("POST", webhook.Path, []byte("not json"), hook(key, "msg_s_bad", time.Now(), []byte("not json")))
-	call("POST", webhook.Path+"?model="+ids[0]+"&token=wrong", body, hook(key, "msg_s_tok", time.Now(), body))
+	call("POST", config.WebhookPath, []byte("not json"), hook(key, "msg_s_bad", time.Now(), []byte("not json")))
+	call("POST", config.WebhookPath+"?model="+ids[0]+"&token=wrong", body, hook(key, "msg_s_tok", time.Now(), body))
 
 	// The API with no token, wrong tokens (one a prefix of the right one),
 	// and the right one.

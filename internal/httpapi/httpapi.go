@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/metrics"
 	"github.com/trainhook/trainhook/internal/service"
-	"github.com/trainhook/trainhook/internal/webhook"
 )
 
 // Config is what the HTTP layer needs from the server's configuration.
@@ -40,7 +40,7 @@ type API struct {
 	svc      *service.Service
 	log      *slog.Logger
 	tokenH   [32]byte
-	Extra    func(mux *http.ServeMux, protect func(http.Handler) http.Handler) // later issues add routes here
+	Extra    func(mux *http.ServeMux) // the dashboard's routes, registered before the /api/ catch-all
 	metrics  *metrics.Registry
 	webhookH http.Handler
 }
@@ -56,8 +56,8 @@ func (a *API) Handler() http.Handler {
 
 	// Replicate → trainhook. A trailing slash is served too, never
 	// redirected: Replicate does not follow redirects.
-	mux.Handle(webhook.Path, a.webhookH)
-	mux.Handle(webhook.Path+"/{$}", a.webhookH)
+	mux.Handle(config.WebhookPath, a.webhookH)
+	mux.Handle(config.WebhookPath+"/{$}", a.webhookH)
 
 	// Operations.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -83,7 +83,7 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, st)
 	})))
 	if a.Extra != nil {
-		a.Extra(mux, protect)
+		a.Extra(mux)
 	}
 	// Everything else under /api/: preflights (CORS answers allowed ones
 	// before this), wrong methods and unknown paths.
@@ -217,7 +217,7 @@ func (s *statusWriter) Flush() {
 func (a *API) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if strings.HasPrefix(p, webhook.Path) || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+		if strings.HasPrefix(p, config.WebhookPath) || p == "/healthz" || p == "/readyz" || p == "/metrics" {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -260,9 +260,6 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeJSON(w, http.StatusInternalServerError, errorBody{"internal error; see the server log"})
 }
-
-// WriteJSON and WriteError are for routes that later issues add through Extra.
-func (a *API) WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
 
 // WriteError maps err to a status code and writes it.
 func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {

@@ -221,7 +221,7 @@ func (w *watching) Observe(ctx context.Context, obs training.Observation) (servi
 // claim (oldest due). Recovering a start costs several calls (its lease,
 // list pages, candidates, the destination and the create): after a crash
 // storm the poller recovered about 75 starts a minute while every finished
-// training waited behind them (RELIABILITY.md, finding 8).
+// training waited behind them.
 func TestFinishedTrainingsAreCheckedBeforeStartsInDoubt(t *testing.T) {
 	r := newRig(t, dueNow, Policy{Interval: time.Second, Cap: time.Minute})
 	var starts []training.Model
@@ -470,7 +470,7 @@ func TestFailedListReadHandsStartsBack(t *testing.T) {
 // A tick resumes the last tick's scan instead of reading the list back to
 // the oldest start in doubt again: after a crash storm that re-read was
 // about a hundred pages a tick, and one instance recovered some 25 starts a
-// minute (RELIABILITY.md, finding 16). What was created since the last
+// minute. What was created since the last
 // tick, a start in doubt among it, is read from the top of the list, and no
 // start gets a second training.
 func TestNextTickResumesTheScan(t *testing.T) {

@@ -15,15 +15,10 @@ import (
 )
 
 // A scrape of /metrics answers, and the server keeps working afterwards.
-//
-// BUG: with REPLICATE_API_TOKEN set, the gauge
-// trainhook_replicate_api_calls_per_completed_training (internal/app/app.go,
-// app.Start) calls a.apiCalls.Total(), which locks the metrics registry's
-// mutex; Registry.WriteTo (internal/metrics/metrics.go) calls gauge
-// functions while holding that same mutex. sync.Mutex is not reentrant: the
-// first scrape deadlocks, and from then on every Counter.Add (each API call,
-// each webhook delivery, each applied report) blocks on the mutex, so one
-// GET /metrics stops the whole server.
+// With REPLICATE_API_TOKEN set, a gauge reads a counter of the same
+// registry while the scrape writes it: were the registry to hold its lock
+// while calling gauge functions, the first scrape would deadlock and then
+// block every counter, stopping the whole server.
 func TestMetricsScrapeDoesNotHang(t *testing.T) {
 	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_metrics"})
 	if err != nil {

@@ -17,17 +17,10 @@ import (
 )
 
 // Paging through GET /api/models with the largest page the API allows
-// (limit=1000) reaches every model.
-//
-// BUG: service.Models (internal/service/models.go) asks the store for
-// limit+1 rows to learn whether there is a next page, but both stores clamp
-// a ListModels limit to MaxLimit = 1000 (internal/store/sqlite/read.go and
-// internal/store/postgres/read.go, clampLimit). With limit=1000 the store
-// returns exactly 1000 rows, so the answer never carries next_cursor and a
-// client paging with the documented maximum silently stops after the first
-// 1,000 models. (The soak pages with limit=500 for this reason.) Suggested
-// fix: let the stores return up to MaxLimit+1 rows, or cap the API's limit
-// at MaxLimit-1.
+// (limit=1000) reaches every model. The service learns whether there is a
+// next page by asking for one row more than the page, but the stores return
+// at most 1,000 rows: with limit=1000 the answer must still carry
+// next_cursor.
 func TestLargestPageHasANextCursor(t *testing.T) {
 	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "pages.db"), "ADDR": "127.0.0.1:0"}
 	cfg, err := config.Load(func(k string) string { return vars[k] })

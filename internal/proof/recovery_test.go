@@ -127,20 +127,12 @@ func TestRecoveredStartsAreNotCrossed(t *testing.T) {
 }
 
 // A start in doubt whose training exists is found however many trainings
-// the account started since, and never created a second time.
-//
-// BUG: service.RecoverStart (internal/service/recover.go) reads at most
-// maxRecoveryPages = 5 list pages (500 trainings, newest first) and then
-// creates the training again. A start is recovered only after its lease
-// (startLease, 3 minutes) when the process died mid-create, or RecoverAfter
-// when the answer was lost; an account starting more than 500 trainings in
-// that time gets a second training for the model — the "one model never gets
-// two trainings" promise fails (the soak saw it: 14 models with two trainings
-// in polling mode, 1 in webhook mode, out of 10,000 with kills every 5–20 s).
-// Suggested fix: page back until a training older than the model's
-// created_at (minus clock skew) is seen, instead of a fixed page count; the
-// list is newest first, so that bounds the scan by the trainings started
-// since, not by a constant.
+// the account started since, and never created a second time. A start is
+// recovered only after its lease when the process died mid-create, or
+// after RecoverAfter when the answer was lost; an account may start many
+// hundreds of trainings meanwhile, so recovery pages back through the list
+// (newest first) until it passes the model's creation, not a fixed number
+// of pages.
 func TestRecoveryLooksPastFivePages(t *testing.T) {
 	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_recover", Duration: 10 * time.Minute})
 	if err != nil {

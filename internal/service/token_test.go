@@ -12,8 +12,8 @@ import (
 	"github.com/trainhook/trainhook/internal/training"
 )
 
-// A delivery for a training trainhook started must carry the model's token
-// (RELIABILITY.md finding 12). One that arrived without it before the
+// A delivery for a training trainhook started must carry the model's token.
+// One that arrived without it before the
 // training id was saved is held like any early delivery; when the model
 // learns its training id, the held report is dropped, not applied, while a
 // tokenized early report is.

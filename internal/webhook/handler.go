@@ -17,14 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/metrics"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/training"
 )
-
-// Path is where Replicate posts deliveries.
-const Path = "/api/webhooks/replicate/completed"
 
 // ProbePrefix starts the training id of `trainhook doctor`'s test
 // deliveries. They go through the whole intake, signature included, and are
@@ -125,7 +123,7 @@ type Replayed struct {
 // delivery that was applied is not applied twice. The replay is recorded as
 // a new delivery that names the one it replayed.
 func (h *Handler) Replay(ctx context.Context, d training.Delivery) Replayed {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, Path, bytes.NewReader(d.Payload))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, config.WebhookPath, bytes.NewReader(d.Payload))
 	req.ContentLength = int64(len(d.Payload))
 	req.Header.Set("Content-Type", "application/json")
 	if d.WebhookID != "" {

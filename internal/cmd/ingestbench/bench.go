@@ -21,14 +21,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/training"
 )
 
 // Paths of the trainhook API the bench uses.
 const (
-	pathModels  = "/api/models"
-	pathWebhook = "/api/webhooks/replicate/completed"
+	pathModels = "/api/models"
 )
 
 // Options configure one bench run.
@@ -244,7 +244,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	b := &bench{o: o, base: strings.TrimRight(base.String(), "/"), client: newClient(base, o.Concurrency),
 		addr: hostPort(base), dial: dialer(base), prefix: strings.TrimRight(base.EscapedPath(), "/")}
 	defer b.client.CloseIdleConnections()
-	pl, err := newPayload(o.PayloadBytes, b.base+pathWebhook, time.Now())
+	pl, err := newPayload(o.PayloadBytes, b.base+config.WebhookPath, time.Now())
 	if err != nil {
 		return Result{}, err
 	}
@@ -460,7 +460,7 @@ func (b *bench) deliver(ctx context.Context, pl *payload) deliveries {
 				headers[2], headers[3] = replicate.HeaderTimestamp, strconv.FormatInt(ts, 10)
 				headers[4], headers[5] = replicate.HeaderSignature, b.o.Key.Sign(id, ts, body)
 				t0 := time.Now()
-				code, resp, err := conn.post(ctx, b.prefix+pathWebhook, headers, body)
+				code, resp, err := conn.post(ctx, b.prefix+config.WebhookPath, headers, body)
 				lat := time.Since(t0)
 				if err != nil && ctx.Err() != nil {
 					return // cut off by --duration-max; not counted

@@ -180,7 +180,7 @@ func TestLargeEventsAreLoaded(t *testing.T) {
 		return big, nil
 	}
 	ins := startInstances(t, 2, load)
-	ins[0].bridge.Publish("model", EventModel(big))
+	ins[0].bridge.Publish("model", training.EventModel(big))
 	next(t, ins[0])
 	got := decodeModel(t, next(t, ins[1]))
 	if got.ID != big.ID || len(got.Output) < 9000 || got.Input != nil || len(got.LogTail) > 2048 || !strings.HasPrefix(got.LogTail, "é") {
