@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/trainhook/trainhook/internal/replicate"
 )
@@ -163,15 +164,13 @@ func quote(v string) string {
 	const max = 120
 	if len(v) > max {
 		cut := max
-		for cut > 0 && !isRuneStart(v[cut]) {
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
 			cut--
 		}
 		return strconv.Quote(v[:cut]) + "..."
 	}
 	return strconv.Quote(v)
 }
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // ErrNoSigningKey is returned (joined) when webhook mode has no way to get a
 // key to verify deliveries with.

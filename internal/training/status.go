@@ -1,6 +1,9 @@
 package training
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Status is the state of a model record as trainhook's users see it.
 type Status string
@@ -34,30 +37,11 @@ func (s Status) Valid() bool {
 // ParseStatus accepts a status in any letter case ("ready", "Ready").
 func ParseStatus(s string) (Status, error) {
 	for _, v := range Statuses {
-		if equalFold(string(v), s) {
+		if strings.EqualFold(string(v), s) {
 			return v, nil
 		}
 	}
 	return "", fmt.Errorf("unknown status %q: want one of Pending, Training, Ready, Failed, Canceled", s)
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // The statuses Replicate reports for a training or prediction.
