@@ -52,6 +52,8 @@ type racedStore struct {
 	armed      atomic.Bool
 	failReread atomic.Bool
 	reread     atomic.Bool
+	// otherTraining, when set, is a training id the racing writer binds.
+	otherTraining string
 }
 
 func (s *racedStore) Write(ctx context.Context, fn func(store.Tx) error) error {
@@ -71,6 +73,9 @@ func (t *racedTx) UpdateModel(ctx context.Context, m *training.Model) error {
 		}
 		later := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
 		other.NextCheckAt = &later
+		if t.s.otherTraining != "" {
+			other.TrainingID = t.s.otherTraining
+		}
 		if err := t.Tx.UpdateModel(ctx, &other); err != nil {
 			return err
 		}
@@ -174,5 +179,33 @@ func TestStaleRereadErrorNamesModel(t *testing.T) {
 	}
 	if want := "re-read model " + m.ID + ":"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q; want it to contain %q", err, want)
+	}
+}
+
+// When the racing writer bound another training to the model, the report
+// that would bind its own is not applied to a model tracking another
+// training.
+func TestBindingLosesToAnotherBinding(t *testing.T) {
+	ctx := context.Background()
+	st := &racedStore{Store: openStores(t)["sqlite"](t), otherTraining: "tr-won-race"}
+	svc := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(svc.Close)
+	m := insertUnbound(t, st)
+	st.armed.Store(true)
+	_, err := svc.Observe(ctx, training.Observation{
+		ModelID: m.ID, TrainingID: "tr-lost-race", Remote: training.RemoteSucceeded, Source: training.SourceWebhook,
+		Output: json.RawMessage(`{"version":"acme/x:0123","weights":"https://example.com/w.tar"}`),
+	})
+	if err == nil || !strings.Contains(err.Error(), "tracks training tr-won-race, not tr-lost-race") {
+		t.Fatalf("error %v; want the report refused as for another training", err)
+	}
+	got, err := st.GetModel(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The racing write shares the refused report's transaction here, so it
+	// is rolled back with it: the model is as it was.
+	if got.TrainingID != "" || got.Status != training.Pending {
+		t.Errorf("stored model: training id %q, status %s; want it unchanged (unbound, Pending)", got.TrainingID, got.Status)
 	}
 }
