@@ -71,9 +71,9 @@ func TestHandler(t *testing.T) {
 
 func TestRunRefusesBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"--sync", "off", "--secret", testKey.String()},
+		{"--sync", "off", "--secret", testKey.Secret()},
 		{"--secret", ""},
-		{"--addr", "0.0.0.0:8090", "--secret", testKey.String()},
+		{"--addr", "0.0.0.0:8090", "--secret", testKey.Secret()},
 	} {
 		if err := run(t.Context(), append(args, "--db", filepath.Join(t.TempDir(), "x.db"))); err == nil {
 			t.Errorf("run %q: no error", args)

@@ -204,6 +204,18 @@ func testDoctorBadToken(t *testing.T, s *stack) {
 	expectCheck(t, out, "✔", titleDelivery, `answered {"outcome":"probe"}`)
 }
 
+// A password in REPLICATE_BASE_URL (an authenticating proxy) is used, never
+// shown: doctor names the server with the password replaced.
+func testDoctorBaseURLPassword(t *testing.T, s *stack) {
+	const password = "proxy-pass-5ecret-8e1f"
+	withPassword := strings.Replace(s.simURL, "://", "://proxy:"+password+"@", 1)
+	code, out := s.doctor(t, "REPLICATE_BASE_URL="+withPassword)
+	if strings.Contains(out, password) {
+		t.Fatalf("doctor showed the password of REPLICATE_BASE_URL (exit %d):\n%s", code, out)
+	}
+	expectCheck(t, out, "✔", titleToken, "valid for account trainhook-sim", strings.Replace(s.simURL, "://", "://proxy:xxxxx@", 1))
+}
+
 func testDoctorInvalidConfig(t *testing.T, s *stack) {
 	missing := filepath.Join(t.TempDir(), "not-yet.db")
 	code, out := s.doctor(t, "TRAINHOOK_MAX_BODY=ten", "REPLICATE_WEBHOOK_SECRET=whsec_short", "DATABASE_URL="+missing)

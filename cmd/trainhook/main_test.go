@@ -297,7 +297,7 @@ func TestKilledMidTrainingRecoversAfterRestart(t *testing.T) {
 	addr := freeAddr(t)
 	env := []string{
 		"ADDR=" + addr, "APP_URL=http://" + addr, "TRAINHOOK_WEBHOOKS=on", "DATABASE_URL=" + filepath.Join(t.TempDir(), "th.db"),
-		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_kill", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().String(),
+		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_kill", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().Secret(),
 		"TRAINHOOK_RECONCILE_AFTER=1s", "TRAINHOOK_POLL_INTERVAL=200ms",
 	}
 	p := serveAt(t, addr, env...)

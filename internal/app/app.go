@@ -356,7 +356,7 @@ func (a *App) status() any {
 	c := a.Config
 	st := Status{
 		Mode: mode(c), ModeReason: c.ModeReason, WebhookURL: c.WebhookURL, SigningKeys: a.Keys.Fingerprints(),
-		ReplicateBaseURL: c.ReplicateBaseURL, ReplicateToken: c.ReplicateToken != "", APIRateLimit: c.APIRateLimit,
+		ReplicateBaseURL: config.RedactURL(c.ReplicateBaseURL), ReplicateToken: c.ReplicateToken != "", APIRateLimit: c.APIRateLimit,
 		PollInterval: c.PollInterval.String(), ReconcileAfter: c.ReconcileAfter.String(), WebhookEvents: c.WebhookEvents,
 		Database: c.DBDriver, MaxBody: c.MaxBody, APITokenRequired: c.APIToken != "", CORSAllowedOrigins: c.CORSOrigins,
 	}

@@ -90,6 +90,11 @@ func RedactDatabaseURL(s string) string {
 	return redactURL(s)
 }
 
+// RedactURL returns a URL fit to show (REPLICATE_BASE_URL in /api/status,
+// the dashboard and doctor): its password and secret-looking query options
+// become xxxxx.
+func RedactURL(s string) string { return redactURL(s) }
+
 // redactURL replaces the password in a URL's user information and the
 // values of query options named like secrets. It works on the text rather
 // than a parsed URL, so a password with an unescaped '/', '?', '#' or '@'

@@ -376,7 +376,7 @@ func TestDashboardInABrowser(t *testing.T) {
 				t.Errorf("banner lacks %q", want)
 			}
 		}
-		if strings.Contains(text, s.sim.Key().String()) || strings.Contains(text, dashToken) || strings.Contains(text, simToken) {
+		if strings.Contains(text, s.sim.Key().Secret()) || strings.Contains(text, dashToken) || strings.Contains(text, simToken) {
 			t.Error("the banner shows a secret")
 		}
 		b.screenshot("00-configuration")
