@@ -28,6 +28,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("db_path", c.DBPath),
 		slog.String("addr", c.Addr),
 		slog.String("api_token", setOrUnset(c.APIToken)),
+		slog.Bool("insecure_open_api", c.InsecureOpenAPI),
+		slog.String("allowed_hosts", strings.Join(c.AllowedHosts, ",")),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")),
 		slog.Int64("max_body", c.MaxBody),
 		slog.Duration("read_timeout", c.ReadTimeout),
