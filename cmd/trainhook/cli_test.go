@@ -25,7 +25,7 @@ import (
 
 const (
 	stackReplicateToken = "r8_cli_test"
-	stackAPIToken       = "cli-test-api-token"
+	stackAPIToken       = "cli-test-api-token-0123456789abcdef"
 )
 
 // stack is one simulator and one server, shared by the subtests of

@@ -31,7 +31,7 @@ import (
 const (
 	chromium  = "/usr/bin/chromium"
 	simToken  = "r8_browser_test"
-	dashToken = "browser-test-dashboard-token-42"
+	dashToken = "browser-test-dashboard-token-0042"
 	// trainingRun is how long a simulated training takes, start to end.
 	trainingRun = 10 * time.Second
 )
