@@ -255,6 +255,8 @@ func TestCommandLine(t *testing.T) {
 		{"no command", nil, nil, 2, "Usage: trainhook"},
 		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"serve --help", nil, []string{"serve", "--help"}, 0, "REPLICATE_WEBHOOK_SECRET"},
+		{"serve --help, secure defaults", nil, []string{"serve", "--help"}, 0, "refuses\n    to start unless TRAINHOOK_INSECURE_OPEN_API=true"},
+		{"serve --help, allowed hosts", nil, []string{"serve", "--help"}, 0, "  TRAINHOOK_ALLOWED_HOSTS\n      Comma-separated host names"},
 		{"bad flag", nil, []string{"serve", "--nope"}, 2, "flag provided but not defined"},
 		{"invalid max body", []string{"TRAINHOOK_MAX_BODY=ten"}, []string{"serve"}, 2, "TRAINHOOK_MAX_BODY"},
 		{"webhook mode without a key", []string{"APP_URL=https://app.example.com", "REPLICATE_WEBHOOK_SECRET=", "REPLICATE_API_TOKEN=", "DATABASE_URL=" + filepath.Join(dir, "a.db")}, []string{"serve"}, 2, "webhooks/default/secret"},

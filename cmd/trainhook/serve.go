@@ -18,7 +18,7 @@ func runServe(ctx context.Context, args []string, e env) int {
 	appURL := fs.String("app-url", "", "public base URL Replicate posts webhooks to (overrides APP_URL)")
 	webhooks := fs.String("webhooks", "", "auto, on or off (overrides TRAINHOOK_WEBHOOKS)")
 	fs.Usage = func() {
-		fmt.Fprint(e.stderr, "Usage: trainhook serve [flags]\n\nRuns the webhook receiver, the management API and the poller.\n\nFlags:\n")
+		fmt.Fprint(e.stderr, "Usage: trainhook serve [flags]\n\nRuns the webhook receiver, the management API and the poller.\n\n"+serveSecurityHelp+"\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprint(e.stderr, "\nEnvironment:\n")
 		_ = config.WriteHelp(e.stderr)
@@ -61,3 +61,16 @@ func runServe(ctx context.Context, args []string, e env) int {
 	}
 	return 0
 }
+
+// serveSecurityHelp is what serve does by default to keep the API closed.
+const serveSecurityHelp = `Secure by default:
+  - Without TRAINHOOK_API_TOKEN, serve starts only on a loopback address
+    (ADDR=127.0.0.1:8080); on any other address, PORT included, it refuses
+    to start unless TRAINHOOK_INSECURE_OPEN_API=true. The token must be at
+    least 32 characters: trainhook token new prints one.
+  - It answers only to APP_URL's host, localhost, *.localhost, IP addresses
+    and TRAINHOOK_ALLOWED_HOSTS (421 otherwise).
+  - The API refuses state-changing requests from other sites' pages (403)
+    and bodies that are not application/json (415); after 20 wrong tokens
+    in a minute an address gets 429.
+`
