@@ -29,7 +29,7 @@ func TestKeyPrintsFingerprintNotSecret(t *testing.T) {
 	shown := map[string]string{
 		"String":      k.String(),
 		"%v":          fmt.Sprintf("%v", k),
-		"%s":          fmt.Sprintf("%s", k),
+		"%s":          fmt.Sprintf("key %s", k),
 		"%+v":         fmt.Sprintf("%+v", k),
 		"%#v":         fmt.Sprintf("%#v", k),
 		"%v of Keys":  fmt.Sprintf("%v", Keys{k}),
