@@ -253,18 +253,26 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 // readBody reads the raw body once, up to limit bytes. The buffer grows as
 // bytes arrive, never ahead of them: a sender that claims a large
 // Content-Length and then sends little costs memory for what it sent, not
-// for what it claimed. Start small, double as needed (as append does), and
-// stop at the limit.
+// for what it claimed. It starts small and doubles when full, so it is at
+// most twice what arrived, and never more than the claim (or the limit)
+// plus the one byte that lets a read see the end.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
-	size := int64(initialBody)
-	if r.ContentLength > 0 && r.ContentLength < size {
-		size = r.ContentLength
+	ceiling := limit + 1
+	if r.ContentLength > 0 && r.ContentLength < limit {
+		ceiling = r.ContentLength + 1
 	}
-	buf := make([]byte, 0, size)
+	buf := make([]byte, 0, min(int64(initialBody), ceiling))
 	body := http.MaxBytesReader(nil, r.Body, limit)
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			if int64(len(buf)) >= ceiling {
+				// Only a body that does not keep to its own
+				// Content-Length gets here; net/http's never does.
+				return nil, errors.New("body is longer than its Content-Length")
+			}
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), ceiling))
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -154,10 +154,35 @@ func TestReadBodySizes(t *testing.T) {
 	if _, err := readBody(r, 1<<20); err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Fatalf("past the limit: err %v, want too large", err)
 	}
+	r = httptest.NewRequest(http.MethodPost, Path, io.NopCloser(strings.NewReader("longer than claimed")))
+	r.ContentLength = 4
+	if _, err := readBody(r, 1<<20); err == nil || !strings.Contains(err.Error(), "longer than its Content-Length") {
+		t.Fatalf("longer than claimed: err %v", err)
+	}
 	r = httptest.NewRequest(http.MethodPost, Path, io.NopCloser(strings.NewReader("short")))
 	r.ContentLength = 100
 	if _, err := readBody(r, 1<<20); err != io.ErrUnexpectedEOF {
 		t.Fatalf("cut short: err %v, want unexpected EOF", err)
+	}
+}
+
+// An honest large body costs at most about twice its size while it is
+// read (the buffer doubles), not a copy per small growth step.
+func TestReadBodyLargeAllocation(t *testing.T) {
+	const size = 4 << 20
+	body := strings.Repeat("x", size)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := httptest.NewRequest(http.MethodPost, Path, io.NopCloser(strings.NewReader(body)))
+	r.ContentLength = size
+	got, err := readBody(r, 10<<20)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(got) != size {
+		t.Fatalf("read %d bytes, err %v", len(got), err)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 3*size {
+		t.Fatalf("reading %d bytes allocated %d; want under %d", size, allocated, 3*size)
 	}
 }
 
