@@ -103,6 +103,7 @@ func TestCLIAgainstServer(t *testing.T) {
 		"doctor unreachable":                 testDoctorUnreachable,
 		"doctor bad Replicate token":         testDoctorBadToken,
 		"doctor REPLICATE_BASE_URL password": testDoctorBaseURLPassword,
+		"doctor proxy's Host refused":        testDoctorProxyHost,
 		"doctor invalid configuration":       testDoctorInvalidConfig,
 		"doctor polling mode, postgres":      testDoctorPollingPostgres,
 		"doctor --json":                      testDoctorJSON,
