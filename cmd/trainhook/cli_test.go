@@ -25,7 +25,7 @@ import (
 
 const (
 	stackReplicateToken = "r8_cli_test"
-	stackAPIToken       = "cli-test-api-token"
+	stackAPIToken       = "cli-test-api-token-0123456789abcdef"
 )
 
 // stack is one simulator and one server, shared by the subtests of
@@ -87,25 +87,27 @@ func cleanEnv(kv ...string) []string {
 func TestCLIAgainstServer(t *testing.T) {
 	s := startStack(t)
 	for name, f := range map[string]func(*testing.T, *stack){
-		"train --wait to Ready":          testTrainWaitReady,
-		"train --wait --json to Ready":   testTrainWaitReadyJSON,
-		"train --wait to Failed":         testTrainWaitFailed,
-		"watch stops on Ctrl-C":          testWatchInterrupted,
-		"cancel":                         testCancel,
-		"models and models show":         testModels,
-		"client errors":                  testClientErrors,
-		"webhook send":                   testWebhookSend,
-		"webhook send refusals":          testWebhookSendRefused,
-		"doctor healthy":                 testDoctorHealthy,
-		"doctor redirect":                testDoctorRedirect,
-		"doctor wrong key":               testDoctorWrongKey,
-		"doctor 413 in front":            testDoctorBodyLimit,
-		"doctor unreachable":             testDoctorUnreachable,
-		"doctor bad Replicate token":     testDoctorBadToken,
-		"doctor invalid configuration":   testDoctorInvalidConfig,
-		"doctor polling mode, postgres":  testDoctorPollingPostgres,
-		"doctor --json":                  testDoctorJSON,
-		"train input file and flags mix": testTrainInputFile,
+		"train --wait to Ready":              testTrainWaitReady,
+		"train --wait --json to Ready":       testTrainWaitReadyJSON,
+		"train --wait to Failed":             testTrainWaitFailed,
+		"watch stops on Ctrl-C":              testWatchInterrupted,
+		"cancel":                             testCancel,
+		"models and models show":             testModels,
+		"client errors":                      testClientErrors,
+		"webhook send":                       testWebhookSend,
+		"webhook send refusals":              testWebhookSendRefused,
+		"doctor healthy":                     testDoctorHealthy,
+		"doctor redirect":                    testDoctorRedirect,
+		"doctor wrong key":                   testDoctorWrongKey,
+		"doctor 413 in front":                testDoctorBodyLimit,
+		"doctor unreachable":                 testDoctorUnreachable,
+		"doctor bad Replicate token":         testDoctorBadToken,
+		"doctor REPLICATE_BASE_URL password": testDoctorBaseURLPassword,
+		"doctor proxy's Host refused":        testDoctorProxyHost,
+		"doctor invalid configuration":       testDoctorInvalidConfig,
+		"doctor polling mode, postgres":      testDoctorPollingPostgres,
+		"doctor --json":                      testDoctorJSON,
+		"train input file and flags mix":     testTrainInputFile,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

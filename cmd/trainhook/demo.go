@@ -78,7 +78,7 @@ func runDemo(ctx context.Context, args []string, e env) int {
 		"DATABASE_URL":             filepath.Join(*data, "trainhook.db"),
 		"REPLICATE_BASE_URL":       simURL,
 		"REPLICATE_API_TOKEN":      demoToken,
-		"REPLICATE_WEBHOOK_SECRET": sim.Key().String(),
+		"REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(),
 		"TRAINHOOK_POLL_INTERVAL":  "2s",
 		"TRAINHOOK_WEBHOOK_EVENTS": "start,logs,completed",
 		"TRAINHOOK_LOG_FORMAT":     "json",

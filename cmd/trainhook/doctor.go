@@ -644,6 +644,9 @@ func (d *doctor) checkDelivery(ctx context.Context) {
 	case res.code == http.StatusForbidden || res.code == http.StatusProxyAuthRequired:
 		d.fail("delivery", titleDelivery, fmt.Sprintf("refused with %d (%s): something in front of trainhook blocks it", res.code, res.errorText()),
 			"let POSTs to "+config.WebhookPath+" through without authentication, IP allow-list or bot challenge: deliveries are authenticated by their signature")
+	case res.code == http.StatusMisdirectedRequest && strings.Contains(res.errorText(), "TRAINHOOK_ALLOWED_HOSTS"):
+		d.fail("delivery", titleDelivery, fmt.Sprintf("trainhook refused the host name it was reached by (421: %s)", res.errorText()),
+			"give serve the same APP_URL as here, or add the name in that message to the server's TRAINHOOK_ALLOWED_HOSTS (a proxy that sends its upstream's name as Host needs it)")
 	case res.code == http.StatusRequestEntityTooLarge:
 		d.fail("delivery", titleDelivery, fmt.Sprintf("even a %s delivery is refused as too large (413: %s)", byteSize(int64(res.size)), res.errorText()),
 			"raise the body limit (TRAINHOOK_MAX_BODY on the server, or the proxy's) to 10 MiB or more")

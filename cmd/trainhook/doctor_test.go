@@ -179,6 +179,24 @@ func testDoctorBodyLimit(t *testing.T, s *stack) {
 	expectCheck(t, out, "✘", titleLarge, "something in front of trainhook refused it as too large (413", "413 Request Entity Too Large", "fix: raise the limit of the proxy", "client_max_body_size")
 }
 
+// A proxy that sends its upstream's name as Host (nginx's default
+// proxy_set_header Host $proxy_host): the server does not answer to that
+// name, and doctor says where to allow it.
+func testDoctorProxyHost(t *testing.T, s *stack) {
+	target, _ := url.Parse(s.srv.url)
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = "trainhook-upstream:8080"
+	}})
+	defer proxy.Close()
+	code, out := s.doctor(t, "APP_URL="+proxy.URL)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✘", titleDelivery, "trainhook refused the host name it was reached by (421", `does not answer to the host "trainhook-upstream:8080"`,
+		"fix: give serve the same APP_URL as here, or add the name in that message to the server's TRAINHOOK_ALLOWED_HOSTS")
+}
+
 func testDoctorUnreachable(t *testing.T, s *stack) {
 	closed := "http://" + freeAddr(t)
 	code, out := s.doctor(t, "APP_URL="+closed)
@@ -202,6 +220,18 @@ func testDoctorBadToken(t *testing.T, s *stack) {
 	expectCheck(t, out, "–", titleAccountKey, "skipped: needs a valid REPLICATE_API_TOKEN")
 	// The configured key still signs the test delivery.
 	expectCheck(t, out, "✔", titleDelivery, `answered {"outcome":"probe"}`)
+}
+
+// A password in REPLICATE_BASE_URL (an authenticating proxy) is used, never
+// shown: doctor names the server with the password replaced.
+func testDoctorBaseURLPassword(t *testing.T, s *stack) {
+	const password = "proxy-pass-5ecret-8e1f"
+	withPassword := strings.Replace(s.simURL, "://", "://proxy:"+password+"@", 1)
+	code, out := s.doctor(t, "REPLICATE_BASE_URL="+withPassword)
+	if strings.Contains(out, password) {
+		t.Fatalf("doctor showed the password of REPLICATE_BASE_URL (exit %d):\n%s", code, out)
+	}
+	expectCheck(t, out, "✔", titleToken, "valid for account trainhook-sim", strings.Replace(s.simURL, "://", "://proxy:xxxxx@", 1))
 }
 
 func testDoctorInvalidConfig(t *testing.T, s *stack) {

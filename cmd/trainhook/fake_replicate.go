@@ -118,7 +118,7 @@ Flags:
 		fmt.Fprintf(e.stdout, "REPLICATE_API_TOKEN=%s\n", *token)
 	}
 	if *secret == "" {
-		fmt.Fprintf(e.stdout, "REPLICATE_WEBHOOK_SECRET=%s\n", srv.Key())
+		fmt.Fprintf(e.stdout, "REPLICATE_WEBHOOK_SECRET=%s\n", srv.Key().Secret())
 	}
 
 	<-ctx.Done()

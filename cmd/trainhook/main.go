@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"cancel":         {"cancel a model's training on Replicate", runCancel},
 	"webhook":        {"send a signed test webhook, as Replicate does (webhook send)", runWebhook},
 	"doctor":         {"check the configuration end to end and say how to fix it", runDoctor},
+	"token":          {"print a new random API token for TRAINHOOK_API_TOKEN (token new)", runToken},
 }
 
 func main() {

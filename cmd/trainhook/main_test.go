@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
 )
@@ -254,9 +255,15 @@ func TestCommandLine(t *testing.T) {
 		{"no command", nil, nil, 2, "Usage: trainhook"},
 		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"serve --help", nil, []string{"serve", "--help"}, 0, "REPLICATE_WEBHOOK_SECRET"},
+		{"serve --help, secure defaults", nil, []string{"serve", "--help"}, 0, "refuses\n    to start unless TRAINHOOK_INSECURE_OPEN_API=true"},
+		{"serve --help, allowed hosts", nil, []string{"serve", "--help"}, 0, "  TRAINHOOK_ALLOWED_HOSTS\n      Comma-separated host names"},
 		{"bad flag", nil, []string{"serve", "--nope"}, 2, "flag provided but not defined"},
 		{"invalid max body", []string{"TRAINHOOK_MAX_BODY=ten"}, []string{"serve"}, 2, "TRAINHOOK_MAX_BODY"},
 		{"webhook mode without a key", []string{"APP_URL=https://app.example.com", "REPLICATE_WEBHOOK_SECRET=", "REPLICATE_API_TOKEN=", "DATABASE_URL=" + filepath.Join(dir, "a.db")}, []string{"serve"}, 2, "webhooks/default/secret"},
+		{"API token too short", []string{"TRAINHOOK_API_TOKEN=short-token"}, []string{"serve", "--addr", "127.0.0.1:0"}, 2, "at least 32 characters, not 11; generate one with: trainhook token new"},
+		{"open API off loopback", []string{"DATABASE_URL=" + filepath.Join(dir, "open.db"), "ADDR=", "PORT=0", "TRAINHOOK_API_TOKEN=", "TRAINHOOK_INSECURE_OPEN_API="}, []string{"serve"}, 1,
+			"TRAINHOOK_API_TOKEN is not set and trainhook would listen on :0, not on loopback only"},
+		{"token without new", nil, []string{"token"}, 2, "Usage: trainhook token new"},
 		{"postgres unreachable", []string{"DATABASE_URL=postgres://u:pw@127.0.0.1:1/db"}, []string{"serve", "--addr", "127.0.0.1:0"}, 1, "open PostgreSQL database"},
 	}
 	for _, c := range cases {
@@ -266,6 +273,25 @@ func TestCommandLine(t *testing.T) {
 				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s\nwant %q", code, c.code, out, errOut, c.contains)
 			}
 		})
+	}
+}
+
+// trainhook token new prints a fresh token that serve accepts.
+func TestTokenNew(t *testing.T) {
+	seen := map[string]bool{}
+	for range 3 {
+		code, out, errOut := runCLI(t, nil, "token", "new")
+		tok := strings.TrimSpace(out)
+		if code != 0 || errOut != "" || len(tok) != 43 || strings.ContainsAny(tok, "+/= ") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 43 characters of base64url", code, out, errOut)
+		}
+		if seen[tok] {
+			t.Fatalf("the same token twice: %s", tok)
+		}
+		seen[tok] = true
+		if _, err := config.Load(func(k string) string { return map[string]string{"TRAINHOOK_API_TOKEN": tok}[k] }); err != nil {
+			t.Fatalf("the configuration refuses the generated token: %v", err)
+		}
 	}
 }
 
@@ -297,7 +323,7 @@ func TestKilledMidTrainingRecoversAfterRestart(t *testing.T) {
 	addr := freeAddr(t)
 	env := []string{
 		"ADDR=" + addr, "APP_URL=http://" + addr, "TRAINHOOK_WEBHOOKS=on", "DATABASE_URL=" + filepath.Join(t.TempDir(), "th.db"),
-		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_kill", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().String(),
+		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_kill", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().Secret(),
 		"TRAINHOOK_RECONCILE_AFTER=1s", "TRAINHOOK_POLL_INTERVAL=200ms",
 	}
 	p := serveAt(t, addr, env...)

@@ -70,7 +70,7 @@ func TestThreeInstancesOnPostgres(t *testing.T) {
 
 	env := []string{
 		"DATABASE_URL=" + dbURL, "APP_URL=" + appURL, "TRAINHOOK_WEBHOOKS=on",
-		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_multi", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().String(),
+		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_multi", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().Secret(),
 		"TRAINHOOK_RECONCILE_AFTER=2s", fmt.Sprintf("TRAINHOOK_API_RATE_LIMIT=%d", budget),
 	}
 	var procs []*proc

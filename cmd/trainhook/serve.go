@@ -23,7 +23,7 @@ func runServe(ctx context.Context, args []string, e env) int {
 	for _, f := range serveFlags {
 		vals[f.name] = fs.String(f.name, "", f.usage)
 	}
-	flagsUsage := usageFunc(fs, e, "serve [flags]", "Runs the webhook receiver, the management API and the poller.")
+	flagsUsage := usageFunc(fs, e, "serve [flags]", "Runs the webhook receiver, the management API and the poller.\n\n"+serveSecurityHelp)
 	fs.Usage = func() {
 		flagsUsage()
 		fmt.Fprint(e.stderr, "\nEnvironment:\n")
@@ -62,3 +62,16 @@ func runServe(ctx context.Context, args []string, e env) int {
 	}
 	return exitOK
 }
+
+// serveSecurityHelp is what serve does by default to keep the API closed.
+const serveSecurityHelp = `Secure by default:
+  - Without TRAINHOOK_API_TOKEN, serve starts only on a loopback address
+    (ADDR=127.0.0.1:8080); on any other address, PORT included, it refuses
+    to start unless TRAINHOOK_INSECURE_OPEN_API=true. The token must be at
+    least 32 characters: trainhook token new prints one.
+  - It answers only to APP_URL's host, localhost, *.localhost, IP addresses
+    and TRAINHOOK_ALLOWED_HOSTS (421 otherwise).
+  - The API refuses state-changing requests from other sites' pages (403)
+    and bodies that are not application/json (415); after 20 wrong tokens
+    in a minute an address gets 429.
+`

@@ -14,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/authlimit"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/events/pgnotify"
@@ -164,11 +165,16 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		a.Poller = poller.New(poller.Options{API: a.Client, Service: a.Service, Policy: policy, Log: log, Budget: cfg.APIRateLimit, Tick: min(cfg.PollInterval, time.Second)})
 	}
 	wh := webhook.NewHandler(webhook.Handler{Keys: a.Keys, Service: a.Service, MaxBody: cfg.MaxBody, Log: log, CheckToken: a.Service.CheckToken}, a.Metrics)
-	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status}, a.Service, wh, a.Metrics, log)
+	// Wrong tokens count per client address wherever they are sent: the
+	// API, /metrics, the dashboard's JSON routes and its sign-in form.
+	authFailures := authlimit.New(authlimit.DefaultMax, authlimit.DefaultWindow)
+	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status,
+		Hosts: cfg.Hosts(), AuthFailures: authFailures}, a.Service, wh, a.Metrics, log)
 	api.Extra = func(mux *http.ServeMux) {
 		web.Register(mux, web.Deps{
 			Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
 			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORS: api.CORS, CORSOrigins: cfg.CORSOrigins,
+			AuthFailures: authFailures,
 		})
 	}
 
@@ -179,7 +185,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 	a.URL = "http://" + dialable(a.ln.Addr())
 	if msg, open := openToOthers(cfg, a.ln.Addr()); open {
-		log.Warn(msg, "addr", a.ln.Addr().String())
+		if !cfg.InsecureOpenAPI {
+			a.ln.Close()
+			a.Service.Close()
+			return nil, errors.New(msg)
+		}
+		log.Warn(msg+". TRAINHOOK_INSECURE_OPEN_API=true: starting anyway", "addr", a.ln.Addr().String())
 	}
 	a.http = &http.Server{
 		Handler:           api.Handler(),
@@ -285,9 +296,12 @@ func dialable(addr net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-// openToOthers reports whether the API and dashboard are open to anyone who
-// can reach the listener (no TRAINHOOK_API_TOKEN, and not loopback only),
-// with the warning to log and how to fix it.
+// openToOthers reports whether the API and dashboard would be open to
+// anyone who can reach the listener (no TRAINHOOK_API_TOKEN, and not
+// loopback only), with what to say and how to fix it. Like Redis's
+// protected mode, Start then refuses unless TRAINHOOK_INSECURE_OPEN_API is
+// set. The address is the one actually listened on, so ":8080", PORT and a
+// host name that resolves to a public address are all caught.
 func openToOthers(cfg config.Config, addr net.Addr) (string, bool) {
 	if cfg.APIToken != "" {
 		return "", false
@@ -295,9 +309,11 @@ func openToOthers(cfg config.Config, addr net.Addr) (string, bool) {
 	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		return "", false
 	}
-	return "TRAINHOOK_API_TOKEN is not set and trainhook listens on " + cfg.Addr + ", not on loopback only: " +
-		"anyone who can reach this port can list, start and cancel trainings, replay deliveries and use the dashboard. " +
-		"Set TRAINHOOK_API_TOKEN (for example: openssl rand -base64 32), or listen on loopback only with ADDR=127.0.0.1:<port> and PORT unset", true
+	return "TRAINHOOK_API_TOKEN is not set and trainhook would listen on " + cfg.Addr + ", not on loopback only: " +
+		"anyone who can reach this port could start trainings (spending money), cancel them, replay deliveries and use the dashboard. " +
+		"Set TRAINHOOK_API_TOKEN to a random token of at least 32 characters (" + config.GenerateTokenHint + "), " +
+		"or listen on loopback only with ADDR=127.0.0.1:<port> and PORT unset, " +
+		"or, only if something in front of trainhook already restricts who can reach it, set TRAINHOOK_INSECURE_OPEN_API=true", true
 }
 
 // resolveKeys returns the signing keys the webhook endpoint accepts. In
@@ -356,7 +372,7 @@ func (a *App) status() any {
 	c := a.Config
 	st := Status{
 		Mode: mode(c), ModeReason: c.ModeReason, WebhookURL: c.WebhookURL, SigningKeys: a.Keys.Fingerprints(),
-		ReplicateBaseURL: c.ReplicateBaseURL, ReplicateToken: c.ReplicateToken != "", APIRateLimit: c.APIRateLimit,
+		ReplicateBaseURL: config.RedactURL(c.ReplicateBaseURL), ReplicateToken: c.ReplicateToken != "", APIRateLimit: c.APIRateLimit,
 		PollInterval: c.PollInterval.String(), ReconcileAfter: c.ReconcileAfter.String(), WebhookEvents: c.WebhookEvents,
 		Database: c.DBDriver, MaxBody: c.MaxBody, APITokenRequired: c.APIToken != "", CORSAllowedOrigins: c.CORSOrigins,
 	}

@@ -400,7 +400,7 @@ func TestTrailingSlashAndQueryServed(t *testing.T) {
 }
 
 func TestManagementAPI(t *testing.T) {
-	s := start(t, map[string]string{"TRAINHOOK_API_TOKEN": "s3cret-token-for-tests", "CORS_ALLOWED_ORIGINS": "https://app.example.com"})
+	s := start(t, map[string]string{"TRAINHOOK_API_TOKEN": "s3cret-token-for-tests-0123456789abc", "CORS_ALLOWED_ORIGINS": "https://app.example.com"})
 	for i := 0; i < 5; i++ {
 		s.register(fmt.Sprintf("train-list-%d", i))
 	}
@@ -483,7 +483,7 @@ func TestManagementAPI(t *testing.T) {
 		}
 	})
 	t.Run("idempotency key", func(t *testing.T) {
-		h := http.Header{"Idempotency-Key": {"key-1"}}
+		h := http.Header{"Idempotency-Key": {"key-1"}, "Content-Type": {"application/json"}}
 		a := s.do("POST", "/api/models", []byte(`{"training_id":"train-idem"}`), h)
 		b := s.do("POST", "/api/models", []byte(`{"training_id":"train-idem"}`), h)
 		var ma, mb training.Model

@@ -72,6 +72,13 @@ func freshDatabase(t *testing.T, file string) string {
 
 func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 	t.Helper()
+	return startMatrixWith(t, readTimeout, nil)
+}
+
+// startMatrixWith is startMatrix with the configuration changed by edit
+// (a variable set to "" is unset).
+func startMatrixWith(t *testing.T, readTimeout time.Duration, edit func(vars map[string]string)) *matrixServer {
+	t.Helper()
 	sim, err := fakereplicate.New(fakereplicate.Options{Token: matrixSimToken, Secret: matrixSecret, Duration: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +98,9 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 	}
 	if readTimeout > 0 {
 		vars["TRAINHOOK_READ_TIMEOUT"] = readTimeout.String()
+	}
+	if edit != nil {
+		edit(vars)
 	}
 	cfg, err := config.Load(func(k string) string { return vars[k] })
 	if err != nil {
@@ -288,7 +298,9 @@ func TestBadInputMatrix(t *testing.T) {
 		{"tampered body", "POST", path, good, append(bytes.Clone(probe[:len(probe)-1]), ` }`...), 401, "no valid signature"},
 		{"spaces around the header value (trimmed by HTTP)", "POST", path, with(good, replicate.HeaderSignature, "   "+sig+"   "), probe, 200, "outcome probe"},
 		{"extra spaces between signatures", "POST", path, with(good, replicate.HeaderSignature, "v1,AAAA   v1a,xyz    "+sig), probe, 200, "outcome probe"},
-		{"10 KB webhook-id, signed", "POST", path, hook(matrixKey, strings.Repeat("m", 10<<10), now, probe), probe, 200, "outcome probe"},
+		{"10 KB webhook-id, signed", "POST", path, hook(matrixKey, strings.Repeat("m", 10<<10), now, probe), probe, 400, "webhook-id is longer than 200 bytes"},
+		{"201-byte webhook-id, signed (dedupe needs the whole id)", "POST", path, hook(matrixKey, strings.Repeat("m", 201), now, forA), forA, 400, "webhook-id is longer than 200 bytes"},
+		{"200-byte webhook-id, signed", "POST", path, hook(matrixKey, strings.Repeat("m", 200), now, probe), probe, 200, "outcome probe"},
 		// Timestamps.
 		{"timestamp 6 minutes old", "POST", path, hook(matrixKey, "msg_old", now.Add(-6*time.Minute), probe), probe, 401, "more than 5 minutes old"},
 		{"timestamp 6 minutes ahead", "POST", path, hook(matrixKey, "msg_new", now.Add(6*time.Minute), probe), probe, 401, "in the future"},
@@ -358,7 +370,10 @@ func TestBadInputMatrix(t *testing.T) {
 		{"API: two objects", "POST", "/api/models", api(nil), []byte(`{"training_id":"ok-1"}{}`), 400, "data after the JSON object"},
 		{"API: unknown field", "POST", "/api/models", api(nil), []byte(`{"training_id":"ok-2","admin":true}`), 400, `unknown field "admin"`},
 		{"API: wrong type", "POST", "/api/models", api(nil), []byte(`{"training_id":42}`), 400, `field "training_id" must be string`},
-		{"API: text/plain", "POST", "/api/models", api(http.Header{"Content-Type": {"text/plain"}}), []byte(`{"training_id":"ok-3"}`), 400, "Content-Type must be application/json"},
+		{"API: text/plain", "POST", "/api/models", api(http.Header{"Content-Type": {"text/plain"}}), []byte(`{"training_id":"ok-3"}`), 415, `Content-Type must be application/json (got "text/plain")`},
+		{"API: no Content-Type", "POST", "/api/models", api(http.Header{"Content-Type": nil}), []byte(`{"training_id":"ok-3"}`), 415, "Content-Type must be application/json (got none)"},
+		{"API: form Content-Type", "POST", "/api/models", api(http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}), []byte(`{"training_id":"ok-3"}`), 415, "Content-Type must be application/json"},
+		{"API: cancel with a text/plain body", "POST", "/api/models/" + a.ID + "/cancel", api(http.Header{"Content-Type": {"text/plain"}}), []byte(`x`), 415, "Content-Type must be application/json"},
 		{"API: body over 1 MiB", "POST", "/api/models", api(nil), []byte(`{"name":"` + strings.Repeat("x", 1<<20) + `"}`), 400, "request body is larger than"},
 		{"API: metadata over 64 KiB", "POST", "/api/models", api(nil), []byte(`{"training_id":"ok-4","metadata":{"x":"` + strings.Repeat("a", 70000) + `"}}`), 400, "64 KiB"},
 		{"API: metadata an array", "POST", "/api/models", api(nil), []byte(`{"training_id":"ok-5","metadata":[1,2]}`), 400, `"metadata" must be a JSON object`},
@@ -541,7 +556,7 @@ func TestSlowLorisBodyIsCutOff(t *testing.T) {
 	}
 	defer conn.Close()
 	var head bytes.Buffer
-	fmt.Fprintf(&head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n", config.WebhookPath, len(body))
+	fmt.Fprintf(&head, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n", config.WebhookPath, len(body))
 	for k, v := range h {
 		fmt.Fprintf(&head, "%s: %s\r\n", k, v[0])
 	}

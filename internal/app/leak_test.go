@@ -48,7 +48,7 @@ func TestNoGoroutineLeftAfterStop(t *testing.T) {
 			vars := map[string]string{
 				"DATABASE_URL": freshDatabase(t, "leak.db"), "ADDR": addr, "APP_URL": "http://" + addr,
 				"TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
-				"REPLICATE_WEBHOOK_SECRET": sim.Key().String(), "TRAINHOOK_POLL_INTERVAL": "100ms", "TRAINHOOK_RECONCILE_AFTER": "1s",
+				"REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(), "TRAINHOOK_POLL_INTERVAL": "100ms", "TRAINHOOK_RECONCILE_AFTER": "1s",
 			}
 			cfg, err := config.Load(func(k string) string { return vars[k] })
 			if err != nil {

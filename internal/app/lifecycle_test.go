@@ -46,7 +46,7 @@ func withSim(t *testing.T, mode string, simOpts fakereplicate.Options, env map[s
 	addr := freeAddr(t)
 	vars := map[string]string{
 		"ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": mode,
-		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": simToken, "REPLICATE_WEBHOOK_SECRET": sim.Key().String(),
+		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": simToken, "REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(),
 		"TRAINHOOK_POLL_INTERVAL": "200ms", "TRAINHOOK_RECONCILE_AFTER": "3s",
 	}
 	for k, v := range env {
@@ -412,7 +412,7 @@ func TestSigningKeySelfCheck(t *testing.T) {
 		t.Fatalf("wrong key: %v", err)
 	}
 	// Rotation: the old key and the account's key together are fine.
-	a, err = app.Start(context.Background(), load(map[string]string{"REPLICATE_WEBHOOK_SECRET": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD " + sim.Key().String()}), log)
+	a, err = app.Start(context.Background(), load(map[string]string{"REPLICATE_WEBHOOK_SECRET": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD " + sim.Key().Secret()}), log)
 	if err != nil {
 		t.Fatalf("rotation: %v", err)
 	}

@@ -32,6 +32,9 @@ const (
 	secretRepToken   = "r8_replicate-token-5ecret-7e3a91c4"
 	secretTokenKey   = "trainhook-secret-key-5ecret-2f6d8b0a9c1e4"
 	secretDBPassword = "db-password-5ecret-9a8b7c"
+	// secretBasePassword is in REPLICATE_BASE_URL's user information, as
+	// when the API is reached through an authenticating proxy.
+	secretBasePassword = "base-url-password-5ecret-41d7e0"
 )
 
 // secretForms lists every form in which a secret could be shown: as
@@ -58,6 +61,7 @@ func secretForms(t *testing.T) map[string]string {
 		"TRAINHOOK_SECRET_KEY, base64":     base64.StdEncoding.EncodeToString([]byte(secretTokenKey)),
 		"database password":                secretDBPassword,
 		"database password, URL-escaped":   url.QueryEscape(secretDBPassword),
+		"REPLICATE_BASE_URL password":      secretBasePassword,
 		"signing key, JSON-escaped base64": strings.ReplaceAll(strings.TrimPrefix(secretSigningKey, replicate.SecretPrefix), "+", `\u002b`),
 	}
 }
@@ -120,7 +124,8 @@ func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App,
 	l.Close()
 	vars := map[string]string{
 		"DATABASE_URL": freshDatabase(t, "secrets.db"), "ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": "on",
-		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": secretRepToken, "REPLICATE_WEBHOOK_SECRET": secretSigningKey,
+		"REPLICATE_BASE_URL":  strings.Replace(simURL, "://", "://trainhook:"+secretBasePassword+"@", 1),
+		"REPLICATE_API_TOKEN": secretRepToken, "REPLICATE_WEBHOOK_SECRET": secretSigningKey,
 		"TRAINHOOK_API_TOKEN": secretAPIToken, "TRAINHOOK_SECRET_KEY": secretTokenKey,
 		"TRAINHOOK_POLL_INTERVAL": "100ms", "TRAINHOOK_RECONCILE_AFTER": "1s", "TRAINHOOK_LOG_LEVEL": "debug",
 	}

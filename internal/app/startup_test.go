@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -40,22 +41,35 @@ func (r *records) warnings() []string {
 	return out
 }
 
-// Without TRAINHOOK_API_TOKEN, a server reachable from other machines says
-// so at start-up, and how to fix it; on loopback or with a token it does not.
-func TestOpenAPIWarnedAtStartup(t *testing.T) {
+// Without TRAINHOOK_API_TOKEN, a server reachable from other machines
+// refuses to start and says how to fix it, unless the operator opts out
+// with TRAINHOOK_INSECURE_OPEN_API=true, which then warns at start. On
+// loopback, or with a token, it starts without a word.
+func TestProtectedModeAtStartup(t *testing.T) {
 	for _, c := range []struct {
-		name  string
-		env   map[string]string
-		warns bool
+		name    string
+		env     map[string]string
+		refused bool
+		warns   bool
 	}{
-		{"no token, all interfaces", map[string]string{"ADDR": ":0"}, true},
-		{"no token, all interfaces by PORT", map[string]string{"PORT": "0"}, true},
-		{"no token, 0.0.0.0", map[string]string{"ADDR": "0.0.0.0:0"}, true},
-		{"no token, loopback", map[string]string{"ADDR": "127.0.0.1:0"}, false},
-		{"no token, localhost", map[string]string{"ADDR": "localhost:0"}, false},
-		{"token, all interfaces", map[string]string{"ADDR": ":0", "TRAINHOOK_API_TOKEN": "startup-token-0123456789"}, false},
+		{"no token, all interfaces", map[string]string{"ADDR": ":0"}, true, false},
+		{"no token, all interfaces by PORT", map[string]string{"PORT": "0"}, true, false},
+		{"no token, 0.0.0.0", map[string]string{"ADDR": "0.0.0.0:0"}, true, false},
+		{"no token, loopback", map[string]string{"ADDR": "127.0.0.1:0"}, false, false},
+		{"no token, localhost", map[string]string{"ADDR": "localhost:0"}, false, false},
+		{"no token, IPv6 loopback", map[string]string{"ADDR": "[::1]:0"}, false, false},
+		{"token, all interfaces", map[string]string{"ADDR": ":0", "TRAINHOOK_API_TOKEN": "startup-token-0123456789abcdefghijk"}, false, false},
+		{"no token, all interfaces, opted out", map[string]string{"ADDR": ":0", "TRAINHOOK_INSECURE_OPEN_API": "true"}, false, true},
+		{"no token, loopback, opted out", map[string]string{"ADDR": "127.0.0.1:0", "TRAINHOOK_INSECURE_OPEN_API": "true"}, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.env["ADDR"] == "[::1]:0" {
+				if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+					t.Skip("no IPv6 loopback here")
+				} else {
+					l.Close()
+				}
+			}
 			vars := map[string]string{"DATABASE_URL": testDatabase(t), "REPLICATE_WEBHOOK_SECRET": testSecret}
 			for k, v := range c.env {
 				vars[k] = v
@@ -66,9 +80,23 @@ func TestOpenAPIWarnedAtStartup(t *testing.T) {
 			}
 			rec := &records{}
 			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			a, err := app.Start(ctx, cfg, slog.New(rec))
+			if c.refused {
+				if err == nil {
+					cancel()
+					_ = a.Run(ctx)
+					t.Fatal("started without a token on " + cfg.Addr)
+				}
+				for _, want := range []string{"TRAINHOOK_API_TOKEN is not set", "would listen on " + cfg.Addr, "anyone who can reach this port",
+					"at least 32 characters", "trainhook token new", "ADDR=127.0.0.1:<port>", "TRAINHOOK_INSECURE_OPEN_API=true"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q lacks %q", err, want)
+					}
+				}
+				return
+			}
 			if err != nil {
-				cancel()
 				t.Fatal(err)
 			}
 			cancel()
@@ -82,15 +110,9 @@ func TestOpenAPIWarnedAtStartup(t *testing.T) {
 				}
 			}
 			switch {
-			case c.warns && found == "":
+			case c.warns && !strings.Contains(found, "TRAINHOOK_INSECURE_OPEN_API=true: starting anyway"):
 				t.Fatalf("no warning about the open API; warnings: %q", rec.warnings())
-			case c.warns:
-				for _, want := range []string{"listens on " + cfg.Addr, "anyone who can reach this port", "Set TRAINHOOK_API_TOKEN", "ADDR=127.0.0.1:<port>"} {
-					if !strings.Contains(found, want) {
-						t.Errorf("warning %q lacks %q", found, want)
-					}
-				}
-			case found != "":
+			case !c.warns && found != "":
 				t.Fatalf("warned %q", found)
 			}
 		})

@@ -92,6 +92,13 @@ type Config struct {
 	// APIToken is TRAINHOOK_API_TOKEN: when set, the management API requires
 	// "Authorization: Bearer <token>". Default unset.
 	APIToken string
+	// AllowedHosts is TRAINHOOK_ALLOWED_HOSTS: host names (lower-case,
+	// "*.example.com" patterns, or just "*" for any) the server answers to
+	// besides APP_URL's host, IP addresses and loopback names. Default none.
+	AllowedHosts []string
+	// InsecureOpenAPI is TRAINHOOK_INSECURE_OPEN_API: serve without
+	// TRAINHOOK_API_TOKEN on an address other machines can reach.
+	InsecureOpenAPI bool
 	// CORSOrigins is CORS_ALLOWED_ORIGINS: origins as scheme://host[:port]
 	// (lower-cased, default ports dropped, duplicates removed). Default none.
 	CORSOrigins []string
@@ -226,6 +233,8 @@ func Load(getenv func(string) string) (Config, error) {
 	l.database(&c)
 	l.listen(&c)
 	l.apiToken(&c)
+	l.insecureOpenAPI(&c)
+	l.allowedHosts(&c)
 	l.cors(&c)
 	l.maxBody(&c)
 	l.timeouts(&c)
@@ -484,6 +493,10 @@ func (l *loader) apiToken(c *Config) {
 	}
 	if !headerSafe(v) {
 		l.badSecret(EnvAPIToken, "a token of printable characters without spaces (it is sent as Authorization: Bearer <token>)")
+		return
+	}
+	if len(v) < MinAPITokenLen {
+		l.badSecret(EnvAPIToken, "a random token of at least "+strconv.Itoa(MinAPITokenLen)+" characters, not "+strconv.Itoa(len(v))+"; "+GenerateTokenHint)
 		return
 	}
 	c.APIToken = v

@@ -102,8 +102,8 @@ func TestVarsMatchLoad(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Load reads %v\nVars lists %v", got, want)
 	}
-	if n := len(Vars()); n != 24 {
-		t.Errorf("len(Vars()) = %d, want 24", n)
+	if n := len(Vars()); n != 26 {
+		t.Errorf("len(Vars()) = %d, want 26", n)
 	}
 }
 
@@ -162,7 +162,7 @@ func TestValidValues(t *testing.T) {
 		{map[string]string{"ADDR": ":9000"}, func(c Config) any { return c.Addr }, ":9000"},
 		{map[string]string{"ADDR": "localhost:0"}, func(c Config) any { return c.Addr }, "localhost:0"},
 		// TRAINHOOK_API_TOKEN
-		{map[string]string{"TRAINHOOK_API_TOKEN": "t0ken-with.symbols_~+/="}, func(c Config) any { return c.APIToken }, "t0ken-with.symbols_~+/="},
+		{map[string]string{"TRAINHOOK_API_TOKEN": "t0ken-with.symbols_~+/=-0123456789"}, func(c Config) any { return c.APIToken }, "t0ken-with.symbols_~+/=-0123456789"},
 		// CORS_ALLOWED_ORIGINS
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com"}, func(c Config) any { return c.CORSOrigins }, []string{"https://app.example.com"}},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": " https://App.Example.com/ , http://localhost:3000,,https://app.example.com:443"}, func(c Config) any { return c.CORSOrigins }, []string{"https://app.example.com", "http://localhost:3000"}},

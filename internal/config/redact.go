@@ -28,6 +28,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("db_path", c.DBPath),
 		slog.String("addr", c.Addr),
 		slog.String("api_token", setOrUnset(c.APIToken)),
+		slog.Bool("insecure_open_api", c.InsecureOpenAPI),
+		slog.String("allowed_hosts", strings.Join(c.AllowedHosts, ",")),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")),
 		slog.Int64("max_body", c.MaxBody),
 		slog.Duration("read_timeout", c.ReadTimeout),
@@ -89,6 +91,11 @@ func RedactDatabaseURL(s string) string {
 	}
 	return redactURL(s)
 }
+
+// RedactURL returns a URL fit to show (REPLICATE_BASE_URL in /api/status,
+// the dashboard and doctor): its password and secret-looking query options
+// become xxxxx.
+func RedactURL(s string) string { return redactURL(s) }
 
 // redactURL replaces the password in a URL's user information and the
 // values of query options named like secrets. It works on the text rather

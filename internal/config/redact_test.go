@@ -13,7 +13,7 @@ var secretEnv = map[string]string{
 	"APP_URL":                  "https://app.example.com",
 	"REPLICATE_WEBHOOK_SECRET": key1 + "," + key2,
 	"DATABASE_URL":             "postgres://trainhook:pg-pass-Zq81@db.internal:5432/th?sslmode=require&password=query-pass-77",
-	"TRAINHOOK_API_TOKEN":      "api-token-Hx93kPq",
+	"TRAINHOOK_API_TOKEN":      "api-token-Hx93kPq-0123456789abcdefgh",
 	"REPLICATE_API_TOKEN":      "r8_replicate-token-Lm42",
 	"REPLICATE_BASE_URL":       "https://proxyuser:proxy-pass-Vb7@proxy.example.com/v1",
 	"TRAINHOOK_SECRET_KEY":     "secret-key-0123456789abcdefghijklmnopq",
@@ -22,7 +22,7 @@ var secretEnv = map[string]string{
 // secretTexts are the values, and key bodies, that must not leak.
 var secretTexts = []string{
 	key1, key2, strings.TrimPrefix(key1, "whsec_"), strings.TrimPrefix(key2, "whsec_"),
-	"pg-pass-Zq81", "query-pass-77", "api-token-Hx93kPq", "r8_replicate-token-Lm42",
+	"pg-pass-Zq81", "query-pass-77", "api-token-Hx93kPq-0123456789abcdefgh", "r8_replicate-token-Lm42",
 	"proxy-pass-Vb7", "secret-key-0123456789abcdefghijklmnopq",
 }
 

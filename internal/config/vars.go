@@ -27,6 +27,8 @@ const (
 	EnvAddr             = "ADDR"
 	EnvAPIToken         = "TRAINHOOK_API_TOKEN"
 	EnvCORSOrigins      = "CORS_ALLOWED_ORIGINS"
+	EnvAllowedHosts     = "TRAINHOOK_ALLOWED_HOSTS"
+	EnvInsecureOpenAPI  = "TRAINHOOK_INSECURE_OPEN_API"
 	EnvMaxBody          = "TRAINHOOK_MAX_BODY"
 	EnvReadTimeout      = "TRAINHOOK_READ_TIMEOUT"
 	EnvWriteTimeout     = "TRAINHOOK_WRITE_TIMEOUT"
@@ -59,7 +61,12 @@ var table = []Var{
 	{Name: EnvPort, Description: "Port to listen on, on all interfaces (the PaaS convention). Wins over ADDR. 0 picks a free port."},
 	{Name: EnvAddr, Default: ":8080", Description: "host:port to listen on when PORT is unset, such as 127.0.0.1:8080 or :8080."},
 	{Name: EnvAPIToken, Secret: true, Description: "When set, the management API and /metrics require the header Authorization: Bearer <token>, and the dashboard a sign-in with it. " +
-		"Unset, they are open to anyone who can reach the port: set it unless trainhook listens on a loopback address only."},
+		"At least 32 characters; `trainhook token new` prints one. Unset, trainhook starts only on a loopback address (see TRAINHOOK_INSECURE_OPEN_API). " +
+		"20 wrong tokens a minute from one address get 429 until the minute is over."},
+	{Name: EnvInsecureOpenAPI, Default: "false", Description: "true lets trainhook start without TRAINHOOK_API_TOKEN on an address other machines can reach (such as :8080 or PORT), " +
+		"leaving the API and dashboard open to anyone who can reach the port; only when something in front of it already restricts access. It warns at every start."},
+	{Name: EnvAllowedHosts, Description: "Comma-separated host names (no scheme or port; *.example.com for subdomains; * for any) trainhook answers to besides APP_URL's host, " +
+		"localhost, *.localhost and IP addresses. Requests to other names get 421, which stops DNS rebinding; add the names a reverse proxy or a private network uses."},
 	{Name: EnvCORSOrigins, Description: "Comma-separated origins (scheme://host[:port], no path) whose pages may call the API from a browser. " +
 		"\"*\" is refused."},
 	{Name: EnvMaxBody, Default: "10MiB", Description: "Largest webhook or API request body: bytes, or a number with KiB, MiB, GiB (or K, M, G), KB, MB, GB. " +

@@ -147,7 +147,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSecret(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"key": s.key.String()})
+	writeJSON(w, http.StatusOK, map[string]string{"key": s.key.Secret()})
 }
 
 var (

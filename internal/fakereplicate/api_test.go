@@ -511,7 +511,7 @@ func TestTrainerModels(t *testing.T) {
 	if res := vs["results"].([]any); len(res) < 2 || res[0].(map[string]any)["id"] != fakereplicate.FluxTrainerVersion {
 		t.Errorf("versions list: %v", res)
 	}
-	if r := s.call(t, "GET", "/v1/webhooks/default/secret", nil).json(t); r["key"] != s.Key().String() {
+	if r := s.call(t, "GET", "/v1/webhooks/default/secret", nil).json(t); r["key"] != s.Key().Secret() {
 		t.Errorf("secret = %v", r["key"])
 	}
 	if a := s.call(t, "GET", "/v1/account", nil).json(t); a["username"] != "trainhook-sim" || a["type"] != "user" {
@@ -530,7 +530,7 @@ func TestSeedReproducible(t *testing.T) {
 		for _, tr := range s.Trainings() {
 			out = append(out, tr.ScheduledOutcome)
 		}
-		return append(out, s.Key().String())
+		return append(out, s.Key().Secret())
 	}
 	a, b := ids(), ids()
 	if strings.Join(a, ",") != strings.Join(b, ",") {

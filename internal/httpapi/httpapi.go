@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/authlimit"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/metrics"
 	"github.com/trainhook/trainhook/internal/service"
@@ -26,6 +27,11 @@ type Config struct {
 	APIToken    string   // when set, the management API requires it as a Bearer token
 	CORSOrigins []string // origins allowed to call the management API from a browser
 	HSTS        bool     // send Strict-Transport-Security (APP_URL is https)
+	// Hosts are the host names the server answers to besides IP addresses
+	// and loopback names: APP_URL's host and TRAINHOOK_ALLOWED_HOSTS.
+	Hosts []string
+	// AuthFailures limits wrong API tokens per client address; nil: no limit.
+	AuthFailures *authlimit.Limiter
 	// Status reports the running configuration (mode, webhook URL, key
 	// fingerprints, API budget) for GET /api/status; never secrets.
 	Status func() any
@@ -98,7 +104,7 @@ func (a *API) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusNotFound, errorBody{"no such API endpoint: " + r.URL.Path + " (see the README's API section)"})
 	})))
-	return a.securityHeaders(a.recoverer(a.logRequests(mux)))
+	return a.securityHeaders(a.recoverer(a.logRequests(a.guard(mux))))
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
@@ -135,8 +141,17 @@ func (a *API) auth(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// A client that has sent too many wrong tokens is refused even
+		// with the right one: otherwise a guess would still be answered.
+		if ok && authLimited(w, r, a.cfg.AuthFailures) {
+			return
+		}
 		gotH := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(gotH[:], a.tokenH[:]) != 1 {
+			if ok && a.cfg.AuthFailures != nil {
+				a.cfg.AuthFailures.Failed(r)
+				a.log.Warn("API request refused: wrong token", "remote_addr", r.RemoteAddr, "path", r.URL.Path)
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="trainhook"`)
 			msg := "missing API token: send Authorization: Bearer <TRAINHOOK_API_TOKEN>"
 			if ok {
@@ -231,6 +246,15 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 	})
 }
 
+// statusError is a refusal of the request's form rather than of its
+// meaning (a wrong Content-Type), with its own status code.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 type errorBody struct {
 	Error string `json:"error"`
 }
@@ -247,6 +271,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeError is the one place that maps errors to HTTP statuses. Messages
 // of domain errors are sent; internal details are logged, never sent.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		writeJSON(w, se.code, errorBody{se.msg})
+		return
+	}
 	var e *service.Error
 	if errors.As(err, &e) && e.Kind != service.Internal {
 		code := map[service.Kind]int{

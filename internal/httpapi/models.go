@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -88,10 +87,8 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 // DecodeJSON reads a JSON object request body strictly: capped size, JSON
 // content type, no unknown fields, nothing after the object.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return &service.Error{Kind: service.Invalid, Msg: "Content-Type must be application/json"}
-		}
+	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+		return &statusError{code: http.StatusUnsupportedMediaType, msg: contentTypeMsg(ct)}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	dec.DisallowUnknownFields()

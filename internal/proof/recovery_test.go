@@ -50,7 +50,7 @@ func TestRecoveredStartsAreNotCrossed(t *testing.T) {
 			vars := map[string]string{
 				"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "ADDR": addr, "APP_URL": "http://" + addr,
 				"TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_recover",
-				"REPLICATE_WEBHOOK_SECRET": sim.Key().String(), "TRAINHOOK_POLL_INTERVAL": "100ms",
+				"REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(), "TRAINHOOK_POLL_INTERVAL": "100ms",
 			}
 			cfg, err := config.Load(func(k string) string { return vars[k] })
 			if err != nil {

@@ -218,8 +218,9 @@ func normalizeBaseURL(s string) (*url.URL, error) {
 // server that stops calls it so nothing of it stays open.
 func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
-// BaseURL returns the API root the client calls, ending in /v1.
-func (c *Client) BaseURL() string { return c.base.String() }
+// BaseURL returns the API root the client calls, ending in /v1, with any
+// password in it replaced by xxxxx: it is for messages, never for requests.
+func (c *Client) BaseURL() string { return c.base.Redacted() }
 
 func (c *Client) url(segments ...string) string {
 	var b strings.Builder

@@ -31,7 +31,7 @@ func FuzzParseKeys(f *testing.F) {
 			return
 		}
 		for _, k := range ks {
-			again, err := ParseKey(k.String())
+			again, err := ParseKey(k.Secret())
 			if err != nil || !again.Equal(k) {
 				t.Fatalf("key %s does not round-trip: %v", k.Fingerprint(), err)
 			}

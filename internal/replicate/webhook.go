@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -74,8 +75,19 @@ func ParseKey(s string) (Key, error) {
 // NewKey wraps raw key bytes (the simulator makes its own).
 func NewKey(raw []byte) Key { return Key{secret: append([]byte(nil), raw...)} }
 
-// String returns the key in whsec_ form. Never log it.
-func (k Key) String() string { return SecretPrefix + base64.StdEncoding.EncodeToString(k.secret) }
+// Secret returns the key in whsec_ form, to hand to a process that must
+// sign or verify with it. Never log it.
+func (k Key) Secret() string { return SecretPrefix + base64.StdEncoding.EncodeToString(k.secret) }
+
+// String names the key by its fingerprint, never its secret, so a key that
+// reaches a log line or an error through %v or %s shows nothing usable.
+func (k Key) String() string { return "whsec_ key " + k.Fingerprint() }
+
+// GoString is String for %#v, which would otherwise print the secret bytes.
+func (k Key) GoString() string { return "replicate.Key{" + k.Fingerprint() + "}" }
+
+// LogValue is String for log/slog.
+func (k Key) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // Keys is the set of accepted signing keys. Several are accepted at once so
 // a key can be rotated without refusing deliveries signed with the old one.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trainhook/trainhook/internal/authlimit"
 )
 
 // Sessions are stateless: the cookie carries a random nonce, its kind and
@@ -310,8 +312,18 @@ func (s *server) api(h handlerFunc) http.Handler {
 		if s.sessions.required {
 			bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			sess, ok := s.sessions.read(r, s.now())
+			if hasBearer && s.d.AuthFailures != nil {
+				if d, blocked := s.d.AuthFailures.Blocked(r); blocked {
+					w.Header().Set("Retry-After", authlimit.RetryAfter(d))
+					s.failJSON(w, r, httpErrorf(http.StatusTooManyRequests, "%s", authlimit.Message(d)))
+					return
+				}
+			}
 			switch {
 			case hasBearer && !s.sessions.checkToken(bearer):
+				if s.d.AuthFailures != nil {
+					s.d.AuthFailures.Failed(r)
+				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="trainhook"`)
 				s.failJSON(w, r, httpErrorf(http.StatusUnauthorized, "wrong API token: send the value of TRAINHOOK_API_TOKEN as Authorization: Bearer <token>"))
 				return
@@ -353,12 +365,22 @@ func (s *server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	now := s.now()
+	if s.d.AuthFailures != nil {
+		if d, blocked := s.d.AuthFailures.Blocked(r); blocked {
+			w.Header().Set("Retry-After", authlimit.RetryAfter(d))
+			return s.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Next: next,
+				Error: "Too many wrong tokens from this address in the last minute. Try again in " + authlimit.RetryAfter(d) + " seconds."})
+		}
+	}
 	if !s.sessions.loginAllowed(now) {
 		return s.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Next: next,
 			Error: "Too many wrong tokens in the last minute. Wait a minute and try again."})
 	}
 	if !s.sessions.checkToken(r.PostForm.Get("token")) {
 		s.sessions.loginFailed(now)
+		if s.d.AuthFailures != nil {
+			s.d.AuthFailures.Failed(r)
+		}
 		s.log.Warn("dashboard sign-in refused: wrong token", "remote_addr", r.RemoteAddr)
 		return s.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{Next: next,
 			Error: "That is not the API token. Enter the value of TRAINHOOK_API_TOKEN."})

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/trainhook/trainhook/internal/authlimit"
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/store"
@@ -36,6 +37,10 @@ type Deps struct {
 	// their POSTs; nil and empty: same origin only.
 	CORS        func(http.Handler) http.Handler
 	CORSOrigins []string
+	// AuthFailures limits wrong tokens per client address, shared with the
+	// management API so that guesses count wherever they are sent; nil: no
+	// limit beyond the sign-in form's own.
+	AuthFailures *authlimit.Limiter
 }
 
 // csp is the policy of every HTML page: scripts, styles and fetches from

@@ -35,6 +35,12 @@ const ProbePrefix = "trainhook-doctor-"
 // sent, and the reason records the body's true length.
 const maxAudit = 4 << 10
 
+// MaxWebhookID is the longest webhook-id accepted. Deliveries dedupe on the
+// whole id, so a longer one is refused rather than cut: two deliveries
+// sharing a cut prefix would otherwise count as one, and the second outcome
+// would be lost.
+const MaxWebhookID = 200
+
 // Applier is what the handler needs from the service.
 type Applier interface {
 	Deliver(ctx context.Context, obs training.Observation, d training.Delivery) (service.Result, error)
@@ -158,7 +164,7 @@ func (h *Handler) intake(r *http.Request, now time.Time, replayOf int64) (int, a
 // replays; boundModel is the model a replayed delivery was bound to.
 func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf int64, boundModel string) (int, answer, training.Delivery) {
 	d := training.Delivery{
-		WebhookID: clip(r.Header.Get(replicate.HeaderID), 200), ReceivedAt: now, ReplayOf: replayOf,
+		WebhookID: clip(r.Header.Get(replicate.HeaderID), MaxWebhookID), ReceivedAt: now, ReplayOf: replayOf,
 		Timestamp: clip(r.Header.Get(replicate.HeaderTimestamp), 40), Signature: clip(r.Header.Get(replicate.HeaderSignature), 1000),
 	}
 	refuse := func(code int, reason, msg string, body []byte) (int, answer, training.Delivery) {
@@ -182,6 +188,10 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 			msg = "this endpoint takes server-to-server POSTs from Replicate; browsers may not call it (no CORS)"
 		}
 		return refuse(http.StatusMethodNotAllowed, "method", msg, nil)
+	}
+	if len(r.Header.Get(replicate.HeaderID)) > MaxWebhookID {
+		return refuse(http.StatusBadRequest, "webhook_id", "webhook-id is longer than "+itoa(MaxWebhookID)+
+			" bytes; Replicate's ids are short, and trainhook dedupes on the whole id, so it does not cut longer ones", nil)
 	}
 	if r.ContentLength > h.MaxBody {
 		return refuse(http.StatusRequestEntityTooLarge, "too_large", tooLarge(h.MaxBody), nil)
@@ -244,19 +254,47 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 	return http.StatusOK, a, d
 }
 
-// readBody reads the raw body once. With a Content-Length (checked against
-// the limit already) it reads into a buffer of that size; otherwise
-// (chunked) it reads up to the limit.
+// readBody reads the raw body once, up to limit bytes. The buffer grows as
+// bytes arrive, never ahead of them: a sender that claims a large
+// Content-Length and then sends little costs memory for what it sent, not
+// for what it claimed. It starts small and doubles when full, so it is at
+// most twice what arrived, and never more than the claim (or the limit)
+// plus the one byte that lets a read see the end.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
+	ceiling := limit + 1
+	if r.ContentLength > 0 && r.ContentLength < limit {
+		ceiling = r.ContentLength + 1
+	}
+	buf := make([]byte, 0, min(int64(initialBody), ceiling))
+	body := http.MaxBytesReader(nil, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) >= ceiling {
+				// Only a body that does not keep to its own
+				// Content-Length gets here; net/http's never does.
+				return nil, errors.New("body is longer than its Content-Length")
+			}
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), ceiling))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if r.ContentLength > 0 && int64(len(buf)) < r.ContentLength {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return buf, nil
+		}
+		if err != nil {
 			return nil, err
 		}
-		return buf, nil
 	}
-	return io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 }
+
+// initialBody is the first buffer readBody allocates: enough for most
+// deliveries (a training's status without a long log) in one read.
+const initialBody = 16 << 10
 
 func tooLarge(limit int64) string {
 	return "body is larger than TRAINHOOK_MAX_BODY (" + humanBytes(limit) + "); training payloads carry the whole log, so raise the limit if real deliveries hit it"

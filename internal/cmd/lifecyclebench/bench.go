@@ -178,7 +178,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	vars := map[string]string{
 		"ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": webhooks,
 		"DATABASE_URL": filepath.Join(dir, "bench.db"), "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": simToken,
-		"REPLICATE_WEBHOOK_SECRET": sim.Key().String(), "TRAINHOOK_API_RATE_LIMIT": strconv.Itoa(o.Budget),
+		"REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(), "TRAINHOOK_API_RATE_LIMIT": strconv.Itoa(o.Budget),
 		"TRAINHOOK_POLL_INTERVAL": o.PollInterval.String(), "TRAINHOOK_RECONCILE_AFTER": o.ReconcileAfter.String(),
 		"TRAINHOOK_LOG_LEVEL": "error",
 	}

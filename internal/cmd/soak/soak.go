@@ -139,7 +139,7 @@ func (r *runState) run(ctx context.Context, bin string) error {
 		in.env = append(cleanEnviron(),
 			"ADDR="+in.addr, "PORT=", "APP_URL="+appURL, "NEXT_PUBLIC_APP_URL=", "TRAINHOOK_WEBHOOKS="+webhooks,
 			"DATABASE_URL="+dbURL, "REPLICATE_BASE_URL="+simURL, "REPLICATE_API_TOKEN="+simToken,
-			"REPLICATE_WEBHOOK_SECRET="+sim.Key().String(), "TRAINHOOK_API_TOKEN="+apiToken,
+			"REPLICATE_WEBHOOK_SECRET="+sim.Key().Secret(), "TRAINHOOK_API_TOKEN="+apiToken,
 			"TRAINHOOK_API_RATE_LIMIT="+strconv.Itoa(o.budget), "TRAINHOOK_POLL_INTERVAL="+o.pollInterval.String(),
 			"TRAINHOOK_RECONCILE_AFTER="+o.reconcileAfter.String(), "TRAINHOOK_WEBHOOK_EVENTS=start,completed",
 			"TRAINHOOK_LOG_FORMAT=json", "TRAINHOOK_LOG_LEVEL="+o.logLevel, "CORS_ALLOWED_ORIGINS=", "GORACE=halt_on_error=0")

@@ -31,7 +31,7 @@ import (
 const (
 	chromium  = "/usr/bin/chromium"
 	simToken  = "r8_browser_test"
-	dashToken = "browser-test-dashboard-token-42"
+	dashToken = "browser-test-dashboard-token-0042"
 	// trainingRun is how long a simulated training takes, start to end.
 	trainingRun = 10 * time.Second
 )
@@ -388,7 +388,7 @@ func TestDashboardInABrowser(t *testing.T) {
 				t.Errorf("banner lacks %q", want)
 			}
 		}
-		if strings.Contains(text, s.sim.Key().String()) || strings.Contains(text, dashToken) || strings.Contains(text, simToken) {
+		if strings.Contains(text, s.sim.Key().Secret()) || strings.Contains(text, dashToken) || strings.Contains(text, simToken) {
 			t.Error("the banner shows a secret")
 		}
 		b.screenshot("00-configuration")
