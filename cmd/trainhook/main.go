@@ -37,6 +37,8 @@ var commands = map[string]command{
 	"cancel":         {"cancel a model's training on Replicate", runCancel},
 	"webhook":        {"send a signed test webhook, as Replicate does (webhook send)", runWebhook},
 	"doctor":         {"check the configuration end to end and say how to fix it", runDoctor},
+	"healthcheck":    {"ask a running server's /readyz; exit 0 when ready (for containers)", runHealthcheck},
+	"backup":         {"copy the SQLite database while the server runs (backup PATH)", runBackup},
 }
 
 func main() {
