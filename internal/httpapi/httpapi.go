@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trainhook/trainhook/internal/metrics"
+	"github.com/trainhook/trainhook/internal/openapi"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/webhook"
 )
@@ -68,6 +69,7 @@ func (a *API) Handler() http.Handler {
 	// set they need it too (Prometheus sends it with authorization:
 	// credentials). Probes stay open for load balancers and orchestrators.
 	mux.Handle("GET /metrics", a.auth(a.metrics.Handler()))
+	mux.Handle("GET "+openapi.Path, openapi.Handler())
 
 	// Management API: CORS for allowed origins, then the token.
 	protect := func(h http.Handler) http.Handler { return a.cors(a.auth(h)) }
