@@ -35,7 +35,12 @@ func runBackup(ctx context.Context, args []string, e env) int {
 	if dbURL == "" {
 		dbURL = e.getenv(config.EnvDatabaseURL)
 	}
-	cfg, err := config.Load(config.Override(func(string) string { return "" }, map[string]string{config.EnvDatabaseURL: dbURL}))
+	// Only DATABASE_URL matters here, parsed as serve parses it. backup
+	// listens nowhere: a loopback ADDR keeps the checks about serving
+	// beyond loopback out of its way.
+	cfg, err := config.Load(config.Override(func(string) string { return "" }, map[string]string{
+		config.EnvDatabaseURL: dbURL, config.EnvAddr: "127.0.0.1:0",
+	}))
 	if err != nil {
 		fmt.Fprintf(e.stderr, "backup: %v\n", err)
 		return 2
