@@ -67,8 +67,9 @@ podman volume create "$vol" >/dev/null
 podman run -d --name "$sim" --no-healthcheck -p "127.0.0.1:$port:8080" "$image" \
   fake-replicate --addr 127.0.0.1:9000 --token r8_smoke --secret "$secret" --duration 3s --fail-rate 0 >/dev/null
 start_app() {
-  # Periodic health checks need systemd timers, absent in CI; the check
-  # itself runs with podman healthcheck run below.
+  # Periodic health checks need systemd timers: without systemd podman
+  # logs that it cannot schedule them, harmlessly. The check itself runs
+  # with podman healthcheck run below.
   podman run -d --name "$app" --health-interval disable --network "container:$sim" -v "$vol:/data" \
     -e TRAINHOOK_API_TOKEN="$token" -e APP_URL=http://127.0.0.1:8080 \
     -e REPLICATE_BASE_URL=http://127.0.0.1:9000 -e REPLICATE_API_TOKEN=r8_smoke \
