@@ -20,7 +20,10 @@ sim=trainhook-$run_id-sim app=trainhook-$run_id-app demo=trainhook-$run_id-demo 
 token=smoke-api-token-0123456789abcdef0123 # 32+ characters: the API is reachable beyond loopback inside the container
 secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 cleanup() {
-  podman rm -f -t 2 "$app" "$sim" "$demo" >/dev/null 2>&1 || true
+  # One at a time: podman rm stops at the first name that does not exist.
+  for c in "$app" "$demo" "$sim"; do
+    podman rm -f -i -v -t 2 "$c" >/dev/null 2>&1 || true
+  done
   podman volume rm -f "$vol" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -58,7 +61,7 @@ podman run --rm --no-healthcheck "$image" version
 # The Replicate client needs CA certificates; scratch has none of its own.
 podman create --name "$demo" "$image" >/dev/null
 n=$(podman cp "$demo:/etc/ssl/certs/ca-certificates.crt" - | tar -xO | grep -c 'BEGIN CERTIFICATE' || true)
-podman rm "$demo" >/dev/null
+podman rm -v "$demo" >/dev/null
 [ "${n:-0}" -gt 10 ] || fail "the image has no CA certificates (found $n)"
 echo "CA certificates: $n"
 
@@ -102,7 +105,7 @@ echo "== restart: the data is still there"
 podman stop -t 20 "$app" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$app")
 [ "$code" = 0 ] || fail "serve exited $code on SIGTERM, want 0"
-podman rm "$app" >/dev/null
+podman rm -v "$app" >/dev/null
 start_app # a new container on the same volume
 wait_ready
 st=$(model_status "$id")
