@@ -38,6 +38,8 @@ var commands = map[string]command{
 	"webhook":        {"send a signed test webhook, as Replicate does (webhook send)", runWebhook},
 	"doctor":         {"check the configuration end to end and say how to fix it", runDoctor},
 	"token":          {"print a new random API token for TRAINHOOK_API_TOKEN (token new)", runToken},
+	"healthcheck":    {"ask a running server's /readyz; exit 0 when ready (for containers)", runHealthcheck},
+	"backup":         {"copy the SQLite database while the server runs (backup PATH)", runBackup},
 }
 
 func main() {

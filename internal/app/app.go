@@ -84,6 +84,7 @@ func NewLogger(cfg config.Config, out io.Writer) (*slog.Logger, func()) {
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	a := &App{Config: cfg, Log: log, Metrics: metrics.New(), pruneFirst: pruneFirst, pruneEvery: pruneEvery}
 	a.pruneMetrics = newPruneMetrics(a.Metrics)
+	a.registerModelGauges()
 	defer func() {
 		if err != nil {
 			a.closeStore()

@@ -73,7 +73,7 @@ func start(t testing.TB, env map[string]string) *server {
 		cancel()
 		t.Fatal(err)
 	}
-	s := &server{t: t, url: a.URL, app: a, stop: cancel, done: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second}, token: vars["TRAINHOOK_API_TOKEN"]}
+	s := &server{t: t, url: a.URL, app: a, stop: cancel, done: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second, Transport: app.TestTransport}, token: vars["TRAINHOOK_API_TOKEN"]}
 	go func() { s.done <- a.Run(ctx) }()
 	t.Cleanup(s.shutdown)
 	return s

@@ -114,7 +114,7 @@ func startMatrixWith(t *testing.T, readTimeout time.Duration, edit func(vars map
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	m := &matrixServer{t: t, app: a, client: &http.Client{Timeout: 30 * time.Second}}
+	m := &matrixServer{t: t, app: a, client: &http.Client{Timeout: 30 * time.Second, Transport: TestTransport}}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

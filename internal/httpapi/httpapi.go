@@ -19,6 +19,7 @@ import (
 	"github.com/trainhook/trainhook/internal/authlimit"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/metrics"
+	"github.com/trainhook/trainhook/internal/openapi"
 	"github.com/trainhook/trainhook/internal/service"
 )
 
@@ -74,6 +75,7 @@ func (a *API) Handler() http.Handler {
 	// set they need it too (Prometheus sends it with authorization:
 	// credentials). Probes stay open for load balancers and orchestrators.
 	mux.Handle("GET /metrics", a.auth(a.metrics.Handler()))
+	mux.Handle("GET "+openapi.Path, openapi.Handler())
 
 	// Management API: CORS for allowed origins, then the token.
 	protect := func(h http.Handler) http.Handler { return a.cors(a.auth(h)) }
