@@ -59,7 +59,10 @@ promtool check config "$work/prom/prometheus.yml"
 
 echo "== trainhook behind the proxies"
 up=$(freeport)
-DATABASE_URL="$work/th.db" ADDR="127.0.0.1:$up" PORT= APP_URL= REPLICATE_API_TOKEN= TRAINHOOK_API_TOKEN= \
+# APP_URL names the public host the proxies pass on as Host (trainhook answers
+# only to it and to loopback names); webhooks off, since nothing here is Replicate.
+DATABASE_URL="$work/th.db" ADDR="127.0.0.1:$up" PORT= APP_URL=https://trainhook.example.com TRAINHOOK_WEBHOOKS=off \
+  REPLICATE_API_TOKEN= TRAINHOOK_API_TOKEN= \
   REPLICATE_WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw TRAINHOOK_LOG_FORMAT=json \
   "$bin" serve >"$work/th.log" 2>&1 &
 pids+=($!)
