@@ -1,0 +1,64 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/store"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+// Notify says which status changes are written to the notifications outbox,
+// and for which URLs.
+type Notify struct {
+	URLs   []string // TRAINHOOK_NOTIFY_URL
+	Events []string // event types to write (model.ready, ...)
+	// Kick, when set, is called after a commit that wrote notifications, so
+	// the sender need not wait for its next poll.
+	Kick func()
+}
+
+// EventType is the notification type of a move to status, or "" for a
+// status that has none (Pending: nothing has happened yet).
+func EventType(s training.Status) string {
+	switch s {
+	case training.Training, training.Ready, training.Failed, training.Canceled:
+		return "model." + strings.ToLower(string(s))
+	}
+	return ""
+}
+
+// PayloadModel is the model as a notification carries it: as GET
+// /api/models/{id} shows it, without the history and the log tail (a
+// payload should stay small; the app can fetch the log).
+func PayloadModel(m training.Model) ([]byte, error) {
+	m.LogTail = ""
+	return json.Marshal(m)
+}
+
+// notify writes the outbox rows for a move of m, in the transaction that
+// makes it: the event is stored if and only if the change is.
+func (s *Service) notify(ctx context.Context, tx store.Tx, m training.Model, now time.Time) error {
+	typ := EventType(m.Status)
+	if typ == "" || len(s.notifyCfg.URLs) == 0 || !slices.Contains(s.notifyCfg.Events, typ) {
+		return nil
+	}
+	body, err := PayloadModel(m)
+	if err != nil {
+		return fmt.Errorf("encode model %s for its notification: %w", m.ID, err)
+	}
+	// A ULID: unique, sortable, and without the '.' the signed string
+	// uses as its separator.
+	ev := store.NewNotification{EventID: "evt_" + training.NewID(now), ModelID: m.ID, Type: typ, At: now, Model: body, URLs: s.notifyCfg.URLs}
+	if err := tx.AddNotification(ctx, ev); err != nil {
+		return fmt.Errorf("write %s notification of model %s: %w", typ, m.ID, err)
+	}
+	if s.notifyCfg.Kick != nil {
+		s.afterCommit = append(s.afterCommit, s.notifyCfg.Kick)
+	}
+	return nil
+}
