@@ -48,7 +48,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 		return invalid("model must be a model id, got %q", clip(onlyModel, 30))
 	}
 	write := func(bw *bufio.Writer, ev events.Event) {
-		if onlyModel == "" || eventModel(ev) == onlyModel {
+		// A reset (live updates from other instances were lost) concerns
+		// every model.
+		if onlyModel == "" || ev.Type == "reset" || eventModel(ev) == onlyModel {
 			writeEvent(bw, ev)
 		}
 	}

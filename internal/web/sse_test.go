@@ -290,15 +290,16 @@ func TestEventStreamModelFilter(t *testing.T) {
 	b.Publish("model", map[string]string{"id": "m2", "status": "Training"})
 	b.Publish("delivery", map[string]string{"model_id": "m2"})
 	b.Publish("model", map[string]string{"id": "m2", "status": "Ready"})
+	b.Publish("reset", map[string]string{"reason": "instances lost touch"})
 	var got []string
-	for range 3 {
+	for range 4 {
 		ev := one.next()
 		got = append(got, ev.id+" "+ev.typ)
 	}
-	if strings.Join(got, ",") != "3 model,4 delivery,5 model" {
-		t.Errorf("?model=m2 got %v, want only m2's events 3, 4, 5", got)
+	if strings.Join(got, ",") != "3 model,4 delivery,5 model,6 reset" {
+		t.Errorf("?model=m2 got %v, want only m2's events 3, 4, 5 and the reset", got)
 	}
-	for want := 1; want <= 5; want++ {
+	for want := 1; want <= 6; want++ {
 		if ev := all.next(); id(ev) != want {
 			t.Fatalf("unfiltered stream: event %s, want %d", ev.id, want)
 		}
