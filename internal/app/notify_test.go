@@ -347,3 +347,39 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A receiver that hangs holds up none of intake: every delivery is
+// answered at once while all the sender's request slots wait on it.
+func TestHangingReceiverDoesNotSlowIntake(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	s := start(t, map[string]string{"TRAINHOOK_NOTIFY_URL": hung.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret})
+	const n = 24 // three times the sender's request slots
+	var slowest time.Duration
+	for i := range n {
+		tid := "hang" + strconv.Itoa(100000+i)
+		s.register(tid)
+		t0 := time.Now()
+		if r := s.deliver("msg_"+tid, payload(tid, "succeeded")); r.code != http.StatusOK {
+			t.Fatalf("deliver %d: %d %s", i, r.code, r.body)
+		}
+		slowest = max(slowest, time.Since(t0))
+	}
+	if slowest > 2*time.Second {
+		t.Errorf("slowest delivery took %s while the receiver hung", slowest)
+	}
+	r := s.do("GET", "/api/notifications?status=pending&limit=1000", nil, nil)
+	var list struct{ Notifications []struct{ ID int64 } }
+	r.json(t, &list)
+	if len(list.Notifications) != n {
+		t.Errorf("%d pending notifications, want %d (one per model, none lost)", len(list.Notifications), n)
+	}
+}
