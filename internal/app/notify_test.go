@@ -383,3 +383,59 @@ func TestHangingReceiverDoesNotSlowIntake(t *testing.T) {
 		t.Errorf("%d pending notifications, want %d (one per model, none lost)", len(list.Notifications), n)
 	}
 }
+
+// Two instances share one database (and its outbox): each event is sent by
+// one of them, once, whichever committed it.
+func TestInstancesShareTheOutbox(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		mu.Lock()
+		got[r.Header.Get("webhook-id")]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rcv.Close()
+	env := map[string]string{"DATABASE_URL": testDatabase(t), "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
+	a, b := start(t, env), start(t, env)
+	const n = 20
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		tid := "shared" + strconv.Itoa(100000+i)
+		s.register(tid)
+		if r := s.deliver("msg_"+tid, payload(tid, "succeeded")); r.code != http.StatusOK {
+			t.Fatalf("deliver %d: %d %s", i, r.code, r.body)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := a.do("GET", "/api/notifications?status=delivered&limit=1000", nil, nil)
+		var list struct {
+			Notifications []struct {
+				EventID string `json:"event_id"`
+			}
+		}
+		r.json(t, &list)
+		if len(list.Notifications) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered", len(list.Notifications), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != n {
+		t.Errorf("%d distinct events arrived, want %d", len(got), n)
+	}
+	for id, c := range got {
+		if c != 1 {
+			t.Errorf("event %s sent %d times", id, c)
+		}
+	}
+}
