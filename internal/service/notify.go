@@ -57,7 +57,9 @@ func (s *Service) notify(ctx context.Context, tx store.Tx, m training.Model, now
 		if err != nil {
 			return err
 		}
-		if own != "" && !slices.Contains(urls, own) {
+		// Checked again now: an origin the operator has since removed from
+		// the allow-list is no longer called.
+		if own != "" && s.notifyCfg.AllowURL(own) && !slices.Contains(urls, own) {
 			urls = append(slices.Clip(urls), own)
 		}
 	}

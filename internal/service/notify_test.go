@@ -70,6 +70,26 @@ func TestNotifyWritesWantedMoves(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("notifications (newest first):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// An origin removed from the allow-list is not called any more, though
+	// the model's URL was stored when it was allowed.
+	svc2 := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Notify: Notify{
+		URLs: []string{cfgURL}, Events: []string{"model.ready", "model.failed"},
+		AllowURL: func(u string) bool { return strings.HasPrefix(u, "http://127.0.0.1:9/elsewhere") },
+	}})
+	t.Cleanup(svc2.Close)
+	m4, _, err := svc2.Register(ctx, RegisterRequest{TrainingID: "notify-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.SetModelNotifyURL(ctx, m4.ID, ownURL) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc2.Observe(ctx, training.Observation{TrainingID: "notify-4", Remote: "failed", Source: training.SourcePoll}); err != nil {
+		t.Fatal(err)
+	}
+	if ns, _ := st.ListNotifications(ctx, store.NotificationFilter{ModelID: m4.ID, Limit: 10}); len(ns) != 1 || ns[0].URL != cfgURL {
+		t.Errorf("with the model's origin no longer allowed: %+v, want only %s", ns, cfgURL)
+	}
 	if kicks != 2 {
 		t.Errorf("the sender was kicked %d times, want once per commit with events (2)", kicks)
 	}
