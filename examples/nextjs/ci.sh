@@ -15,8 +15,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d)"
 pids=()
+app_group="" # next start runs its server as a child: stop the whole process group
 
 cleanup() {
+	if [[ -n "$app_group" ]]; then
+		kill -TERM -- "-$app_group" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 -- "-$app_group" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL -- "-$app_group" 2>/dev/null || true
+	fi
 	for pid in "${pids[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
@@ -87,10 +93,10 @@ env -i PATH="$PATH" HOME="$HOME" \
 pids+=($!)
 wait_http "$th/readyz" "trainhook"
 
-env -i PATH="$PATH" HOME="$HOME" NODE_ENV=production \
+setsid env -i PATH="$PATH" HOME="$HOME" NODE_ENV=production \
 	APP_DB="$work/app.db" TRAINHOOK_URL="$th" TRAINHOOK_NOTIFY_SECRET="$secret" \
-	npx next start -H 127.0.0.1 -p "$app_port" >"$work/next.out" 2>&1 &
-pids+=($!)
+	node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$app_port" >"$work/next.out" 2>&1 &
+app_group=$! # setsid made it the leader of its own group
 wait_http "$app/" "the example app"
 echo "nextjs example: trainhook at $th, the app at $app"
 
