@@ -66,6 +66,14 @@ func runDemo(ctx context.Context, args []string, e env) int {
 		return 1
 	}
 
+	began := time.Now()
+	appRcv, err := startDemoApp(e, began)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "demo: %v\n", err)
+		return 1
+	}
+	defer appRcv.Close()
+
 	listen, err := resolvePort(*addr)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
@@ -82,6 +90,9 @@ func runDemo(ctx context.Context, args []string, e env) int {
 		"TRAINHOOK_POLL_INTERVAL":  "2s",
 		"TRAINHOOK_WEBHOOK_EVENTS": "start,logs,completed",
 		"TRAINHOOK_LOG_FORMAT":     "json",
+		"TRAINHOOK_NOTIFY_URL":     appRcv.url,
+		"TRAINHOOK_NOTIFY_SECRET":  appRcv.secret,
+		"TRAINHOOK_NOTIFY_EVENTS":  "model.training,model.ready,model.failed,model.canceled",
 	}
 	cfg, err := config.Load(func(k string) string { return vars[k] })
 	if err != nil {
@@ -113,8 +124,8 @@ func runDemo(ctx context.Context, args []string, e env) int {
 	if cfg.WebhookMode {
 		mode = "webhooks (the simulator posts signed deliveries to " + cfg.WebhookURL + ")"
 	}
-	fmt.Fprintf(e.stdout, "trainhook demo\n  dashboard:  %s/\n  API:        %s/api/models\n  simulator:  %s (Replicate's API, on this machine)\n  mode:       %s\n  data:       %s (log: %s)\n\n",
-		a.URL, a.URL, simURL, mode, *data, logPath)
+	fmt.Fprintf(e.stdout, "trainhook demo\n  dashboard:  %s/\n  API:        %s/api/models\n  simulator:  %s (Replicate's API, on this machine)\n  your app:   %s (a stand-in that verifies trainhook's notifications)\n  mode:       %s\n  data:       %s (log: %s)\n\n",
+		a.URL, a.URL, simURL, appRcv.url, mode, *data, logPath)
 
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	input := json.RawMessage(`{"input_images":"https://example.com/datasets/zkx.zip","trigger_word":"ZKX","steps":1000,"lora_rank":16}`)
@@ -129,7 +140,7 @@ func runDemo(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stdout, "Started a sample training: model %s, training %s (%s)\n", m.ID, m.TrainingID, m.Status)
 		fmt.Fprintf(e.stdout, "  follow it: %s/models/%s   or   curl -s %s/api/models/%s\n\n", a.URL, m.ID, a.URL, m.ID)
 	}
-	go printTransitions(e, sub, m.ID)
+	go printTransitions(e, sub, m.ID, began)
 	fmt.Fprintln(e.stdout, "Press Ctrl-C to stop.")
 	if err := <-done; err != nil {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
@@ -140,8 +151,7 @@ func runDemo(ctx context.Context, args []string, e env) int {
 
 // printTransitions prints each status change of the sample model, and its
 // progress every 25%.
-func printTransitions(e env, sub *events.Subscription, id string) {
-	start := time.Now()
+func printTransitions(e env, sub *events.Subscription, id string, start time.Time) {
 	last, lastQuarter := training.Status(""), -1
 	for ev := range sub.C {
 		var m training.Model

@@ -40,6 +40,8 @@ var commands = map[string]command{
 	"token":          {"print a new random API token for TRAINHOOK_API_TOKEN (token new)", runToken},
 	"healthcheck":    {"ask a running server's /readyz; exit 0 when ready (for containers)", runHealthcheck},
 	"backup":         {"copy the SQLite database while the server runs (backup PATH)", runBackup},
+	"notifications":  {"list the notifications sent to your app; show or resend one", runNotifications},
+	"notify":         {"notify new-secret prints a signing key; notify listen runs a local receiver", runNotify},
 }
 
 func main() {

@@ -380,7 +380,14 @@ func TestDemo(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			for _, want := range []string{"dashboard:  http://127.0.0.1:", "Started a sample training", "] Training", "trained_model.tar"} {
+			for !strings.Contains(out.String(), "] app notified: model.ready #2 (webhook-id evt_") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the demo's app was not notified of Ready:\n%s", out.String())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			for _, want := range []string{"dashboard:  http://127.0.0.1:", "Started a sample training", "] Training", "trained_model.tar",
+				"] app notified: model.training #1", "signature verified"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("demo output lacks %q:\n%s", want, out.String())
 				}

@@ -148,6 +148,10 @@ type Config struct {
 	// RefusedMax is TRAINHOOK_REFUSED_MAX, the most refused deliveries
 	// kept (default 100000); 0 ("off") means no cap.
 	RefusedMax int
+
+	// Notify holds the TRAINHOOK_NOTIFY_* settings: where and how trainhook
+	// tells the app about model changes (see notify.go).
+	Notify Notify
 }
 
 // Error is one problem with one variable. Load joins them with errors.Join;
@@ -248,6 +252,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Retention = l.retention(EnvRetention)
 	c.RefusedRetention = l.retention(EnvRefusedRetention)
 	l.refusedMax(&c)
+	l.notify(&c)
 
 	if appURLOK {
 		l.decideMode(&c)

@@ -65,6 +65,7 @@ func TestDefaults(t *testing.T) {
 		Retention:        30 * 24 * time.Hour,
 		RefusedRetention: 7 * 24 * time.Hour,
 		RefusedMax:       100000,
+		Notify:           Notify{Events: []string{"model.ready", "model.failed", "model.canceled"}, RetryFor: 24 * time.Hour},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %s\nwant %s", c, want)
@@ -102,8 +103,8 @@ func TestVarsMatchLoad(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Load reads %v\nVars lists %v", got, want)
 	}
-	if n := len(Vars()); n != 26 {
-		t.Errorf("len(Vars()) = %d, want 26", n)
+	if n := len(Vars()); n != 31 {
+		t.Errorf("len(Vars()) = %d, want 31", n)
 	}
 }
 

@@ -47,6 +47,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("retention", describeRetention(c.Retention)),
 		slog.String("refused_retention", describeRetention(c.RefusedRetention)),
 		slog.Int("refused_max", c.RefusedMax),
+		slog.Attr{Key: "notify", Value: c.Notify.LogValue()},
 	)
 }
 

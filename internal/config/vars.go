@@ -44,6 +44,12 @@ const (
 	EnvRetention        = "TRAINHOOK_RETENTION"
 	EnvRefusedRetention = "TRAINHOOK_REFUSED_RETENTION"
 	EnvRefusedMax       = "TRAINHOOK_REFUSED_MAX"
+
+	EnvNotifyURL            = "TRAINHOOK_NOTIFY_URL"
+	EnvNotifySecret         = "TRAINHOOK_NOTIFY_SECRET"
+	EnvNotifyEvents         = "TRAINHOOK_NOTIFY_EVENTS"
+	EnvNotifyRetryFor       = "TRAINHOOK_NOTIFY_RETRY_FOR"
+	EnvNotifyAllowedOrigins = "TRAINHOOK_NOTIFY_ALLOWED_ORIGINS"
 )
 
 // table is every variable Load reads, in the order the docs list them.
@@ -91,6 +97,14 @@ var table = []Var{
 		"are kept: days, a Go duration of at least 1h, or off."},
 	{Name: EnvRefusedMax, Default: "100000", Description: "Most refused deliveries kept, whatever their age: beyond it the oldest are deleted " +
 		"at the next prune (every 10 minutes), so a flood of forged requests cannot fill the disk. 0 or off: no cap."},
+	{Name: EnvNotifyURL, Description: "Comma-separated http(s) URLs of your app that get a signed POST (Standard Webhooks) when a model changes status. " +
+		"No user:password@ in the URL: the signature authenticates trainhook."},
+	{Name: EnvNotifySecret, Secret: true, Description: "Key the notifications are signed with: whsec_ and the base64 of 24 to 64 random bytes " +
+		"(trainhook notify new-secret prints one). Required with TRAINHOOK_NOTIFY_URL. Several keys separated by spaces or commas, for rotation: each request carries a signature by every key."},
+	{Name: EnvNotifyEvents, Default: DefaultNotifyEvents, Description: "Comma-separated events to notify: model.training, model.ready, model.failed, model.canceled."},
+	{Name: EnvNotifyRetryFor, Default: "24h", Description: "How long a notification that is not answered with a 2xx is retried (backoff with jitter, honouring Retry-After) before it is marked failed (a Go duration, at least 1m)."},
+	{Name: EnvNotifyAllowedOrigins, Description: "Comma-separated origins (scheme://host[:port]) a model's own notify_url, given in POST /api/models, may point at. " +
+		"Unset: per-model notify URLs are refused."},
 	{Name: EnvLogLevel, Default: "info", Description: "debug, info, warn or error."},
 	{Name: EnvLogFormat, Default: "auto", Description: "auto, json or text. auto: JSON when standard output is not a terminal, text when it is."},
 }

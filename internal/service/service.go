@@ -60,6 +60,8 @@ type Options struct {
 	// as in doubt and recovers it (default 3 minutes); a create sends no
 	// request after it (see create).
 	StartLease time.Duration
+	// Notify configures the notifications outbox; zero: none are written.
+	Notify Notify
 }
 
 // Service is safe for concurrent use.
@@ -78,6 +80,7 @@ type Service struct {
 	startLease    time.Duration
 	destinations  sync.Map // destinations known to exist
 	completed     atomic.Int64
+	notifyCfg     Notify
 
 	// afterCommit holds what a batch's transaction counts and logs, to be
 	// done once it commits: a batch that fails is retried job by job, and
@@ -147,7 +150,8 @@ func New(o Options) *Service {
 		store: o.Store, broker: o.Broker, log: o.Logger, now: o.Now,
 		maxBatch: o.MaxBatch, nextCheck: o.NextCheck,
 		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents, recoverAfter: o.RecoverAfter, startLease: o.StartLease,
-		jobs: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
+		notifyCfg: o.Notify,
+		jobs:      make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
 		deliveries:  o.Metrics.NewCounter("trainhook_reports_total", "Reports applied, by source and outcome (applied, refreshed, same, stale, conflict, unknown_status, duplicate, held, refused).", "source", "outcome"),
 		transitions: o.Metrics.NewCounter("trainhook_transitions_total", "Status transitions applied, by from, to and source.", "from", "to", "source"),
 		delay:       o.Metrics.NewHistogram("trainhook_detection_delay_seconds", "Delay from completion at Replicate (completed_at) to the model's status change, by source.", metrics.DelayBuckets, "source"),
@@ -476,6 +480,11 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 		if h != nil {
 			if err := tx.AddHistory(ctx, *h); err != nil {
 				return m, dec, fmt.Errorf("add history of model %s: %w", m.ID, err)
+			}
+		}
+		if dec == training.Move {
+			if err := s.notify(ctx, tx, next, now); err != nil {
+				return m, dec, err
 			}
 		}
 		if dec == training.Move {

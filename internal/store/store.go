@@ -38,6 +38,8 @@ type Store interface {
 	// CountModels counts models by status, for metrics and the dashboard.
 	CountModels(ctx context.Context) (map[training.Status]int, error)
 
+	Outbox
+
 	// Prune deletes what p says has been kept long enough, in transactions
 	// of at most p.BatchRows rows and about p.BatchBytes payload bytes each,
 	// so that no prune holds SQLite's write lock, or PostgreSQL's row locks,
@@ -93,6 +95,14 @@ type Tx interface {
 	// the value now stored, which is the existing one if there was one.
 	Setting(ctx context.Context, name string) (string, error)
 	PutSettingIfAbsent(ctx context.Context, name, value string) (string, error)
+
+	// AddNotification stores one pending notification per URL for the
+	// event, with the model's next sequence number, in this transaction.
+	AddNotification(ctx context.Context, n NewNotification) error
+	// SetModelNotifyURL keeps a model's own notification URL;
+	// ModelNotifyURL returns it, "" when it has none.
+	SetModelNotifyURL(ctx context.Context, modelID, url string) error
+	ModelNotifyURL(ctx context.Context, modelID string) (string, error)
 }
 
 // ModelFilter selects models, newest first.

@@ -78,6 +78,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PruneRefusedCap", testPruneRefusedCap},
 		{"PruneConcurrent", testPruneConcurrent},
 		{"PruneCanceled", testPruneCanceled},
+		{"NotificationWrittenWithTheChange", testNotificationAtomic},
+		{"NotificationSequence", testNotificationSequence},
+		{"NotificationClaimLease", testNotificationClaim},
+		{"NotificationOrderPerModelURL", testNotificationOrder},
+		{"NotificationFinishResend", testNotificationFinishResend},
+		{"NotificationConcurrentClaims", testNotificationConcurrentClaims},
+		{"ModelNotifyURL", testModelNotifyURL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
