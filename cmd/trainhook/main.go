@@ -37,6 +37,8 @@ var commands = map[string]command{
 	"cancel":         {"cancel a model's training on Replicate", runCancel},
 	"webhook":        {"send a signed test webhook, as Replicate does (webhook send)", runWebhook},
 	"doctor":         {"check the configuration end to end and say how to fix it", runDoctor},
+	"notifications":  {"list the notifications sent to your app; show or resend one", runNotifications},
+	"notify":         {"notify new-secret prints a signing key; notify listen runs a local receiver", runNotify},
 }
 
 func main() {

@@ -19,6 +19,7 @@ import (
 	"github.com/trainhook/trainhook/internal/events/pgnotify"
 	"github.com/trainhook/trainhook/internal/httpapi"
 	"github.com/trainhook/trainhook/internal/metrics"
+	"github.com/trainhook/trainhook/internal/notify"
 	"github.com/trainhook/trainhook/internal/poller"
 	"github.com/trainhook/trainhook/internal/ratelimit"
 	"github.com/trainhook/trainhook/internal/replicate"
@@ -42,6 +43,9 @@ type App struct {
 	// Client is the Replicate API client; nil without REPLICATE_API_TOKEN.
 	Client *replicate.Client
 	Poller *poller.Poller
+	// Notifier sends the notifications outbox; nil without
+	// TRAINHOOK_NOTIFY_SECRET.
+	Notifier *notify.Sender
 	// URL is the base URL the server listens on, e.g. http://127.0.0.1:8080.
 	URL string
 
@@ -152,6 +156,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	if cfg.WebhookMode {
 		opts.WebhookURL = cfg.WebhookURL
 	}
+	if len(cfg.Notify.Keys) > 0 {
+		a.Notifier = notify.New(notify.Options{Store: a.Store, Keys: cfg.Notify.Keys, RetryFor: cfg.Notify.RetryFor, Logger: log, Metrics: a.Metrics})
+		opts.Notify = service.Notify{URLs: cfg.Notify.URLs, Events: cfg.Notify.Events, Kick: a.Notifier.Kick}
+		log.Info("notifications on", "urls", cfg.Notify.URLs, "events", cfg.Notify.Events, "fingerprints", cfg.Notify.Keys.Fingerprints())
+	}
 	a.Service = service.New(opts)
 	if err := a.Service.LoadTokenKey(ctx, cfg.SecretKey); err != nil {
 		a.Service.Close()
@@ -216,6 +225,16 @@ func (a *App) Run(ctx context.Context) error {
 		defer close(pruned)
 		a.runPruner(rctx, a.pruneFirst, a.pruneEvery)
 	}()
+	// The sender has its own goroutines and limits: a slow or dead
+	// receiver never holds up intake or polling, which only write rows.
+	nctx, stopNotifier := context.WithCancel(context.Background())
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		if a.Notifier != nil {
+			a.Notifier.Run(nctx)
+		}
+	}()
 	bctx, stopBridge := context.WithCancel(context.Background())
 	bridged := make(chan struct{})
 	go func() {
@@ -243,6 +262,11 @@ func (a *App) Run(ctx context.Context) error {
 	<-polled
 	<-pruned
 	a.Service.Close()
+	// After the service: every committed event is in the outbox. A
+	// request cut short here is recorded as interrupted and sent again at
+	// the next start.
+	stopNotifier()
+	<-notified
 	stopBridge() // it sends what is queued before it returns
 	<-bridged
 	if a.Client != nil {

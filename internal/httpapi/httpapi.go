@@ -82,6 +82,7 @@ func (a *API) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, st)
 	})))
+	a.notificationRoutes(mux, protect)
 	if a.Extra != nil {
 		a.Extra(mux, protect)
 	}

@@ -269,15 +269,15 @@ func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 func (s *Sender) deliver(ctx context.Context, n store.Notification) {
 	start := s.o.Now()
 	a, retryAfter, gone := s.send(ctx, n, start)
-	if ctx.Err() != nil && a.StatusCode == 0 {
-		// Shutting down: the request was cut short, not answered. The row
-		// stays leased and pending, and is sent again after the lease.
-		return
-	}
 	r := store.NotificationResult{Attempt: a}
 	deadline := n.RetrySince.Add(s.o.RetryFor)
 	now := s.o.Now()
 	switch {
+	case ctx.Err() != nil && a.StatusCode == 0:
+		// Shutting down: the request was cut short, not answered. It is
+		// due again at once, for the next start (or another instance).
+		r.Attempt.Error = "interrupted: trainhook was shutting down"
+		r.Status, r.RetryAt = store.NotifyPending, now
 	case a.StatusCode >= 200 && a.StatusCode < 300:
 		r.Status = store.NotifyDelivered
 		s.outcomes.Inc("delivered")

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -61,4 +62,62 @@ func (s *Service) notify(ctx context.Context, tx store.Tx, m training.Model, now
 		s.afterCommit = append(s.afterCommit, s.notifyCfg.Kick)
 	}
 	return nil
+}
+
+// NotificationDetail is a notification with every attempt to send it.
+type NotificationDetail struct {
+	store.Notification
+	AttemptLog []store.NotificationAttempt `json:"attempt_log"`
+}
+
+// Notifications lists notifications, newest first.
+func (s *Service) Notifications(ctx context.Context, f store.NotificationFilter) ([]store.Notification, error) {
+	switch f.Status {
+	case "", store.NotifyPending, store.NotifyDelivered, store.NotifyFailed:
+	default:
+		return nil, errorf(Invalid, "status %q is not one of pending, delivered, failed", truncate(f.Status, 40))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	ns, err := s.store.ListNotifications(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if ns == nil {
+		ns = []store.Notification{}
+	}
+	return ns, nil
+}
+
+// Notification returns one notification with its attempts.
+func (s *Service) Notification(ctx context.Context, id int64) (NotificationDetail, error) {
+	n, as, err := s.store.GetNotification(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return NotificationDetail{}, errorf(NotFound, "no notification with id %d", id)
+	}
+	if err != nil {
+		return NotificationDetail{}, err
+	}
+	if as == nil {
+		as = []store.NotificationAttempt{}
+	}
+	return NotificationDetail{n, as}, nil
+}
+
+// ResendNotification sends a notification again, with the same webhook-id
+// (the app dedupes on it) and a new retry window, whatever its status.
+func (s *Service) ResendNotification(ctx context.Context, id int64) (store.Notification, error) {
+	n, err := s.store.ResendNotification(ctx, id, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Notification{}, errorf(NotFound, "no notification with id %d", id)
+	}
+	if err != nil {
+		return store.Notification{}, err
+	}
+	if s.notifyCfg.Kick != nil {
+		s.notifyCfg.Kick()
+	}
+	s.log.Info("notification resent", "notification_id", id, "event_id", n.EventID, "url", n.URL)
+	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,6 +42,17 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 	last, err := requestedLastID(r)
 	if err != nil {
 		return err
+	}
+	onlyModel := r.URL.Query().Get("model")
+	if len(onlyModel) > 64 {
+		return invalid("model must be a model id, got %q", clip(onlyModel, 30))
+	}
+	write := func(bw *bufio.Writer, ev events.Event) {
+		// A reset (live updates from other instances were lost) concerns
+		// every model.
+		if onlyModel == "" || ev.Type == "reset" || eventModel(ev) == onlyModel {
+			writeEvent(bw, ev)
+		}
 	}
 	otherProcess := r.URL.Query().Has("instance") && r.URL.Query().Get("instance") != s.instance
 	if otherProcess {
@@ -99,11 +111,11 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 			ok := send(func() {
-				writeEvent(bw, ev)
+				write(bw, ev)
 				// Send what else is already queued in the same flush.
 				for n := len(sub.C); n > 0; n-- {
 					if ev, open := <-sub.C; open {
-						writeEvent(bw, ev)
+						write(bw, ev)
 					}
 				}
 			})
@@ -116,6 +128,22 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+}
+
+// eventModel is the id of the model an event is about: a "model" event
+// carries the model, a "delivery" event its model_id; "" when none.
+func eventModel(ev events.Event) string {
+	var v struct {
+		ID      string `json:"id"`
+		ModelID string `json:"model_id"`
+	}
+	if json.Unmarshal(ev.Data, &v) != nil {
+		return ""
+	}
+	if ev.Type == "model" {
+		return v.ID
+	}
+	return v.ModelID
 }
 
 func writeEvent(w *bufio.Writer, ev events.Event) {

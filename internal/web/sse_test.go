@@ -276,3 +276,40 @@ func TestEventStreamEndsWhenTheClientGoes(t *testing.T) {
 		t.Fatal("the stream's handler did not end after the client went away")
 	}
 }
+
+// ?model= follows one model: other models' events are left out, and so
+// are events of no model; with no filter every event comes.
+func TestEventStreamModelFilter(t *testing.T) {
+	ts, b := standalone(t, 100)
+	one := openStream(t, ts.URL, nil, "?model=m2")
+	all := openStream(t, ts.URL, nil, "")
+	<-one.events // the retry hints
+	<-all.events
+	b.Publish("model", map[string]string{"id": "m1", "status": "Training"})
+	b.Publish("delivery", map[string]string{"model_id": "m1"})
+	b.Publish("model", map[string]string{"id": "m2", "status": "Training"})
+	b.Publish("delivery", map[string]string{"model_id": "m2"})
+	b.Publish("model", map[string]string{"id": "m2", "status": "Ready"})
+	b.Publish("reset", map[string]string{"reason": "instances lost touch"})
+	var got []string
+	for range 4 {
+		ev := one.next()
+		got = append(got, ev.id+" "+ev.typ)
+	}
+	if strings.Join(got, ",") != "3 model,4 delivery,5 model,6 reset" {
+		t.Errorf("?model=m2 got %v, want only m2's events 3, 4, 5 and the reset", got)
+	}
+	for want := 1; want <= 6; want++ {
+		if ev := all.next(); id(ev) != want {
+			t.Fatalf("unfiltered stream: event %s, want %d", ev.id, want)
+		}
+	}
+	r, err := http.Get(ts.URL + "/api/events?model=" + strings.Repeat("x", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusBadRequest {
+		t.Errorf("an overlong model id: %d, want 400", r.StatusCode)
+	}
+}
