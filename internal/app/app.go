@@ -159,6 +159,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	if len(cfg.Notify.Keys) > 0 {
 		a.Notifier = notify.New(notify.Options{Store: a.Store, Keys: cfg.Notify.Keys, RetryFor: cfg.Notify.RetryFor, Logger: log, Metrics: a.Metrics})
 		opts.Notify = service.Notify{URLs: cfg.Notify.URLs, Events: cfg.Notify.Events, Kick: a.Notifier.Kick}
+		if len(cfg.Notify.AllowedOrigins) > 0 {
+			opts.Notify.AllowURL = cfg.Notify.OriginAllowed
+		}
 		log.Info("notifications on", "urls", cfg.Notify.URLs, "events", cfg.Notify.Events, "fingerprints", cfg.Notify.Keys.Fingerprints())
 	}
 	a.Service = service.New(opts)

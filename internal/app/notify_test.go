@@ -261,3 +261,40 @@ func TestNotificationSurvivesRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A model's own notify_url is used when its origin is allowed, and refused
+// with 422 otherwise, creating nothing.
+func TestPerModelNotifyURL(t *testing.T) {
+	rc := newAppReceiver(t, func(int, string) int { return http.StatusOK })
+	s := start(t, map[string]string{"TRAINHOOK_NOTIFY_SECRET": notifySecret, "TRAINHOOK_NOTIFY_ALLOWED_ORIGINS": rc.URL})
+	h := http.Header{"Content-Type": {"application/json"}}
+	for _, u := range []string{"http://127.0.0.2:1/hook", "http://user:pw@" + strings.TrimPrefix(rc.URL, "http://") + "/x", "ftp://127.0.0.1/x"} {
+		r := s.do("POST", "/api/models", []byte(`{"training_id":"t-refused","notify_url":`+strconv.Quote(u)+`}`), h)
+		if r.code != http.StatusUnprocessableEntity || !strings.Contains(r.errorText(), "TRAINHOOK_NOTIFY_ALLOWED_ORIGINS") {
+			t.Errorf("notify_url %s: %d %s, want 422 naming the allowed origins", u, r.code, r.body)
+		}
+	}
+	if r := s.do("GET", "/api/models", nil, nil); strings.Contains(string(r.body), "t-refused") {
+		t.Errorf("a refused request created a model: %s", r.body)
+	}
+	r := s.do("POST", "/api/models", []byte(`{"training_id":"r7k2m9x4c1rm80cq3ftw6n8eab","notify_url":"`+rc.URL+`/own"}`), h)
+	if r.code != http.StatusCreated {
+		t.Fatalf("register with an allowed notify_url: %d %s", r.code, r.body)
+	}
+	var m training.Model
+	r.json(t, &m)
+	if r := s.deliver("msg_own", payload("r7k2m9x4c1rm80cq3ftw6n8eab", "succeeded")); r.code != http.StatusOK {
+		t.Fatalf("deliver: %d %s", r.code, r.body)
+	}
+	evs := rc.waitAccepted(t, m.ID, "model.ready", 15*time.Second)
+	if len(evs) != 1 || !evs[0].Verified {
+		t.Errorf("own URL got %+v", evs)
+	}
+
+	// Without allowed origins, notify_url is refused outright.
+	plain := start(t, nil)
+	r = plain.do("POST", "/api/models", []byte(`{"training_id":"t2","notify_url":"`+rc.URL+`/own"}`), h)
+	if r.code != http.StatusUnprocessableEntity || !strings.Contains(r.errorText(), "not accepted by this server") {
+		t.Errorf("without allowed origins: %d %s", r.code, r.body)
+	}
+}

@@ -56,6 +56,9 @@ func (n Notify) Wants(typ string) bool {
 // OriginAllowed reports whether a per-model notify URL may be used: an
 // http(s) URL without credentials whose origin is in AllowedOrigins.
 func (n Notify) OriginAllowed(raw string) bool {
+	if CheckNotifyURL(raw) != "" {
+		return false
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.User != nil || u.Host == "" {
 		return false

@@ -24,6 +24,7 @@ type createModelRequest struct {
 	Trainer     string          `json:"trainer"`
 	Destination string          `json:"destination"`
 	Input       json.RawMessage `json:"input"`
+	NotifyURL   string          `json:"notify_url"`
 }
 
 func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
@@ -45,13 +46,13 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 	case starting:
 		m, replayed, err = a.svc.Start(r.Context(), service.StartRequest{
 			Name: req.Name, Trainer: req.Trainer, Destination: req.Destination, Input: req.Input,
-			Metadata: req.Metadata, IdempotencyKey: key,
+			Metadata: req.Metadata, IdempotencyKey: key, NotifyURL: req.NotifyURL,
 		})
 	case req.TrainingID == "":
 		err = &service.Error{Kind: service.Invalid, Msg: `send "training_id" (to track a training you started) or "trainer" and "destination" (to have trainhook start one)`}
 	default:
 		m, replayed, err = a.svc.Register(r.Context(), service.RegisterRequest{
-			Name: req.Name, TrainingID: req.TrainingID, Metadata: req.Metadata, IdempotencyKey: key,
+			Name: req.Name, TrainingID: req.TrainingID, Metadata: req.Metadata, IdempotencyKey: key, NotifyURL: req.NotifyURL,
 		})
 	}
 	var refused *service.ErrRefused

@@ -31,6 +31,7 @@ type RegisterRequest struct {
 	TrainingID     string
 	Metadata       json.RawMessage
 	IdempotencyKey string
+	NotifyURL      string // the model's own notification URL; see Notify.AllowURL
 }
 
 // ValidTrainingID reports whether id looks like a Replicate id: 1 to 128
@@ -92,6 +93,9 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 	if err := validName(req.Name); err != nil {
 		return m, false, err
 	}
+	if err := s.checkNotifyURL(req.NotifyURL); err != nil {
+		return m, false, err
+	}
 	md, err := ValidMetadata(req.Metadata)
 	if err != nil {
 		return m, false, err
@@ -127,6 +131,11 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
 			return Result{}, nil, fmt.Errorf("insert model: %w", err)
+		}
+		if req.NotifyURL != "" {
+			if err := tx.SetModelNotifyURL(ctx, m.ID, req.NotifyURL); err != nil {
+				return Result{}, nil, err
+			}
 		}
 		if err := tx.AddHistory(ctx, training.HistoryEntry{
 			ModelID: m.ID, To: training.Pending, Decision: training.Move, Source: training.SourceAPI, At: now,

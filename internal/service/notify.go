@@ -18,6 +18,9 @@ import (
 type Notify struct {
 	URLs   []string // TRAINHOOK_NOTIFY_URL
 	Events []string // event types to write (model.ready, ...)
+	// AllowURL says whether a model's own notify_url may be used (its
+	// origin is in TRAINHOOK_NOTIFY_ALLOWED_ORIGINS); nil: none may.
+	AllowURL func(string) bool
 	// Kick, when set, is called after a commit that wrote notifications, so
 	// the sender need not wait for its next poll.
 	Kick func()
@@ -45,7 +48,20 @@ func PayloadModel(m training.Model) ([]byte, error) {
 // makes it: the event is stored if and only if the change is.
 func (s *Service) notify(ctx context.Context, tx store.Tx, m training.Model, now time.Time) error {
 	typ := EventType(m.Status)
-	if typ == "" || len(s.notifyCfg.URLs) == 0 || !slices.Contains(s.notifyCfg.Events, typ) {
+	if typ == "" || !slices.Contains(s.notifyCfg.Events, typ) {
+		return nil
+	}
+	urls := s.notifyCfg.URLs
+	if s.notifyCfg.AllowURL != nil {
+		own, err := tx.ModelNotifyURL(ctx, m.ID)
+		if err != nil {
+			return err
+		}
+		if own != "" && !slices.Contains(urls, own) {
+			urls = append(slices.Clip(urls), own)
+		}
+	}
+	if len(urls) == 0 {
 		return nil
 	}
 	body, err := PayloadModel(m)
@@ -54,7 +70,7 @@ func (s *Service) notify(ctx context.Context, tx store.Tx, m training.Model, now
 	}
 	// A ULID: unique, sortable, and without the '.' the signed string
 	// uses as its separator.
-	ev := store.NewNotification{EventID: "evt_" + training.NewID(now), ModelID: m.ID, Type: typ, At: now, Model: body, URLs: s.notifyCfg.URLs}
+	ev := store.NewNotification{EventID: "evt_" + training.NewID(now), ModelID: m.ID, Type: typ, At: now, Model: body, URLs: urls}
 	if err := tx.AddNotification(ctx, ev); err != nil {
 		return fmt.Errorf("write %s notification of model %s: %w", typ, m.ID, err)
 	}
@@ -120,4 +136,23 @@ func (s *Service) ResendNotification(ctx context.Context, id int64) (store.Notif
 	}
 	s.log.Info("notification resent", "notification_id", id, "event_id", n.EventID, "url", n.URL)
 	return n, nil
+}
+
+// maxNotifyURL bounds a model's own notification URL.
+const maxNotifyURL = 2048
+
+// checkNotifyURL refuses a model's own notify_url unless its origin is
+// allowed: otherwise the API could make trainhook POST to any host,
+// internal ones included.
+func (s *Service) checkNotifyURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	if s.notifyCfg.AllowURL == nil {
+		return errorf(Unprocessable, `"notify_url" is not accepted by this server: set TRAINHOOK_NOTIFY_ALLOWED_ORIGINS (and TRAINHOOK_NOTIFY_SECRET) to the origins it may point at`)
+	}
+	if len(u) > maxNotifyURL || !s.notifyCfg.AllowURL(u) {
+		return errorf(Unprocessable, `"notify_url" %q is not allowed: it must be an http(s) URL without credentials whose origin (scheme://host:port) is listed in TRAINHOOK_NOTIFY_ALLOWED_ORIGINS`, truncate(u, 80))
+	}
+	return nil
 }

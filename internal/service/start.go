@@ -39,6 +39,7 @@ type StartRequest struct {
 	Input          json.RawMessage
 	Metadata       json.RawMessage
 	IdempotencyKey string
+	NotifyURL      string // the model's own notification URL; see Notify.AllowURL
 }
 
 // ErrRefused wraps Replicate's refusal of a training: the model is Failed
@@ -117,6 +118,9 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 	if err := req.validate(); err != nil {
 		return training.Model{}, false, err
 	}
+	if err := s.checkNotifyURL(req.NotifyURL); err != nil {
+		return training.Model{}, false, err
+	}
 	md, err := ValidMetadata(req.Metadata)
 	if err != nil {
 		return training.Model{}, false, err
@@ -139,6 +143,11 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
 			return Result{}, nil, fmt.Errorf("insert model: %w", err)
+		}
+		if req.NotifyURL != "" {
+			if err := tx.SetModelNotifyURL(ctx, m.ID, req.NotifyURL); err != nil {
+				return Result{}, nil, err
+			}
 		}
 		err := tx.AddHistory(ctx, training.HistoryEntry{ModelID: m.ID, To: training.Pending, Decision: training.Move,
 			Source: training.SourceAPI, At: now, Note: "start requested: " + req.Trainer + " → " + req.Destination})

@@ -99,6 +99,10 @@ type Tx interface {
 	// AddNotification stores one pending notification per URL for the
 	// event, with the model's next sequence number, in this transaction.
 	AddNotification(ctx context.Context, n NewNotification) error
+	// SetModelNotifyURL keeps a model's own notification URL;
+	// ModelNotifyURL returns it, "" when it has none.
+	SetModelNotifyURL(ctx context.Context, modelID, url string) error
+	ModelNotifyURL(ctx context.Context, modelID string) (string, error)
 }
 
 // ModelFilter selects models, newest first.

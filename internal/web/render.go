@@ -26,7 +26,7 @@ var staticFS embed.FS
 
 // pageNames are the page templates; each is parsed with the layout and the
 // shared parts into its own set, so each may define "content".
-var pageNames = []string{"models", "model", "start", "deliveries", "delivery", "login", "error"}
+var pageNames = []string{"models", "model", "start", "deliveries", "delivery", "notifications", "login", "error"}
 
 type pages struct {
 	sets map[string]*template.Template

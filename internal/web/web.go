@@ -73,6 +73,8 @@ func Register(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /deliveries", s.page(s.deliveriesPage))
 	mux.Handle("GET /deliveries/{id}", s.page(s.deliveryPage))
 	mux.Handle("POST /deliveries/{id}/replay", s.form(s.replaySubmit))
+	mux.Handle("GET /notifications", s.page(s.notificationsPage))
+	mux.Handle("POST /notifications/{id}/resend", s.form(s.resendSubmit))
 
 	// Signing in and out.
 	mux.Handle("GET /login", s.guest(s.loginPage))

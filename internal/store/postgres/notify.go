@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -234,4 +235,31 @@ func (s *Store) NotificationStats(ctx context.Context) (store.NotificationStats,
 		st.OldestPending = oldest.Time.UTC()
 	}
 	return st, nil
+}
+
+func (t *tx) SetModelNotifyURL(ctx context.Context, modelID, url string) error {
+	if err := t.check(ctx); err != nil {
+		return fmt.Errorf("set notify URL of model %s: %w", modelID, err)
+	}
+	_, err := t.exec(ctx, nil, `INSERT INTO model_notify_urls (model_id, url) VALUES ($1, $2)
+ON CONFLICT (model_id) DO UPDATE SET url = excluded.url`, text(modelID), text(url))
+	if err != nil {
+		return fmt.Errorf("set notify URL of model %s: %w", modelID, err)
+	}
+	return nil
+}
+
+func (t *tx) ModelNotifyURL(ctx context.Context, modelID string) (string, error) {
+	if err := t.check(ctx); err != nil {
+		return "", fmt.Errorf("read notify URL of model %s: %w", modelID, err)
+	}
+	var u string
+	err := t.queryRow(ctx, `SELECT url FROM model_notify_urls WHERE model_id = $1`, text(modelID)).Scan(&u)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read notify URL of model %s: %w", modelID, err)
+	}
+	return u, nil
 }

@@ -261,3 +261,32 @@ func (s *Store) NotificationStats(ctx context.Context) (store.NotificationStats,
 	st.OldestPending = decodeTime(oldest)
 	return st, nil
 }
+
+func (t *tx) SetModelNotifyURL(ctx context.Context, modelID, url string) error {
+	c, err := t.pruneCtx(ctx)
+	if err != nil {
+		return fmt.Errorf("set notify URL of model %s: %w", modelID, err)
+	}
+	_, err = t.s.wc.ExecContext(c, `INSERT INTO model_notify_urls (model_id, url) VALUES (?, ?)
+ON CONFLICT (model_id) DO UPDATE SET url = excluded.url`, modelID, url)
+	if err != nil {
+		return fmt.Errorf("set notify URL of model %s: %w", modelID, t.failed(err))
+	}
+	return nil
+}
+
+func (t *tx) ModelNotifyURL(ctx context.Context, modelID string) (string, error) {
+	c, err := t.pruneCtx(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read notify URL of model %s: %w", modelID, err)
+	}
+	var u string
+	err = t.s.wc.QueryRowContext(c, `SELECT url FROM model_notify_urls WHERE model_id = ?`, modelID).Scan(&u)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read notify URL of model %s: %w", modelID, t.failed(err))
+	}
+	return u, nil
+}

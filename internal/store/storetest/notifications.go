@@ -318,3 +318,41 @@ func testNotificationConcurrentClaims(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testModelNotifyURL: a model's own URL is kept in the transaction, can be
+// replaced, and is "" for a model without one.
+func testModelNotifyURL(t *testing.T, s store.Store) {
+	m1, m2 := minimalModel(newID(1)), minimalModel(newID(2))
+	insert(t, s, &m1, &m2)
+	get := func(id string) string {
+		var u string
+		write(t, s, func(ctx context.Context, tx store.Tx) error {
+			var err error
+			u, err = tx.ModelNotifyURL(ctx, id)
+			return err
+		})
+		return u
+	}
+	write(t, s, func(ctx context.Context, tx store.Tx) error { return tx.SetModelNotifyURL(ctx, m1.ID, urlA) })
+	if got := get(m1.ID); got != urlA {
+		t.Errorf("ModelNotifyURL = %q, want %q", got, urlA)
+	}
+	write(t, s, func(ctx context.Context, tx store.Tx) error { return tx.SetModelNotifyURL(ctx, m1.ID, urlB) })
+	if got := get(m1.ID); got != urlB {
+		t.Errorf("after replacing: %q, want %q", got, urlB)
+	}
+	if got := get(m2.ID); got != "" {
+		t.Errorf("a model without one: %q", got)
+	}
+	boom := errors.New("boom")
+	err := s.Write(t.Context(), func(tx store.Tx) error {
+		if err := tx.SetModelNotifyURL(t.Context(), m2.ID, urlA); err != nil {
+			return err
+		}
+		return boom
+	})
+	wantErr(t, "Write", err, boom)
+	if got := get(m2.ID); got != "" {
+		t.Errorf("after a rollback: %q", got)
+	}
+}

@@ -38,3 +38,11 @@ CREATE TABLE notification_attempts (
     error           TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX notification_attempts_of ON notification_attempts (notification_id, id);
+
+-- A model's own notification URL (POST /api/models "notify_url"), on top of
+-- the configured ones; checked against TRAINHOOK_NOTIFY_ALLOWED_ORIGINS
+-- before it is stored.
+CREATE TABLE model_notify_urls (
+    model_id TEXT NOT NULL PRIMARY KEY REFERENCES models (id),
+    url      TEXT NOT NULL
+);
