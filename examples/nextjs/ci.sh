@@ -18,7 +18,7 @@ pids=()
 app_pid=""
 export NEXT_TELEMETRY_DISABLED=1
 
-log() { printf 'example: %s\n' "$*"; }
+log() { printf 'example: [%3ds] %s\n' "$SECONDS" "$*"; }
 fail() {
 	printf 'example: FAIL: %s\n' "$*" >&2
 	for f in sim.err trainhook.log app.log; do
@@ -144,6 +144,8 @@ while :; do
 	sleep 0.5
 done
 log "the example's database: $row"
+version="$(node -p 'JSON.parse(process.argv[1])[0].version' "$row")"
+curl -fsS "$app_url/" | grep -q "$version" || fail "the example's page does not show version $version"
 
 # The version in the app's row is the one trainhook has for the model.
 ROW="$row" TRAINHOOK_MODEL="$(curl -fsS -H "Authorization: Bearer $api_token" \
@@ -212,4 +214,4 @@ READY_ID="$ready_id" APP_URL="$app_url" TRAINHOOK_ID="$(node -p 'JSON.parse(proc
 after="$(query 'SELECT status, version, trainhook_id FROM models WHERE id = ?' "$model_id")"
 [[ "$after" == "$row" ]] || fail "a forged or repeated notification changed the row: $row -> $after"
 
-echo "example: $verified notifications verified, 0 rejected; model Ready in the app's database"
+log "$verified notifications verified, 0 rejected; model Ready in the app's database"
