@@ -138,6 +138,7 @@ while :; do
 	*'"status":"Ready"'*) break ;;
 	*'"status":"Failed"'* | *'"status":"Canceled"'*) fail "the example's row ended as $row" ;;
 	esac
+	! grep -q '^trainhook notification rejected:' "$work/app.log" || fail "a notification failed verification"
 	((SECONDS < deadline)) || fail "the example's row is still $row after 90 s"
 	kill -0 "$app_pid" 2>/dev/null || fail "the example exited"
 	kill -0 "$trainhook_pid" 2>/dev/null || fail "trainhook exited"
