@@ -163,6 +163,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 			opts.Notify.AllowURL = cfg.Notify.OriginAllowed
 		}
 		log.Info("notifications on", "urls", cfg.Notify.URLs, "events", cfg.Notify.Events, "fingerprints", cfg.Notify.Keys.Fingerprints())
+		for u, err := range notify.Probe(ctx, cfg.Notify.URLs, 2*time.Second) {
+			log.Warn("TRAINHOOK_NOTIFY_URL cannot be reached now: notifications to it are kept and retried for TRAINHOOK_NOTIFY_RETRY_FOR; check the URL and that the app is running",
+				"url", u, "err", err, "retry_for", cfg.Notify.RetryFor)
+		}
 	}
 	a.Service = service.New(opts)
 	if err := a.Service.LoadTokenKey(ctx, cfg.SecretKey); err != nil {

@@ -1,8 +1,10 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,6 +15,8 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/training"
@@ -297,4 +301,49 @@ func TestPerModelNotifyURL(t *testing.T) {
 	if r.code != http.StatusUnprocessableEntity || !strings.Contains(r.errorText(), "not accepted by this server") {
 		t.Errorf("without allowed origins: %d %s", r.code, r.body)
 	}
+}
+
+// A notification URL nothing listens on is named at start-up, and the
+// server starts anyway (the app may come up later; events are kept).
+func TestUnreachableNotifyURLWarnedAtStart(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	url := down.URL + "/api/trainhook"
+	down.Close()
+	vars := map[string]string{"DATABASE_URL": testDatabase(t), "ADDR": "127.0.0.1:0",
+		"TRAINHOOK_NOTIFY_URL": url, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
+	cfg, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuf
+	a, err := app.Start(t.Context(), cfg, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	cancel()
+	<-done
+	if log := buf.String(); !strings.Contains(log, "TRAINHOOK_NOTIFY_URL cannot be reached now") || !strings.Contains(log, url) ||
+		strings.Contains(log, strings.TrimPrefix(notifySecret, "whsec_")) {
+		t.Errorf("start-up log:\n%s", log)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

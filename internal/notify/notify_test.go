@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -373,5 +374,50 @@ func TestSignSpecVector(t *testing.T) {
 	Sign(h, k, "msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
 	if got, want := h.Get("webhook-signature"), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
 		t.Errorf("signature %s, want the spec's %s", got, want)
+	}
+}
+
+// Queue depth and the oldest pending event's age are exported as gauges.
+func TestQueueGauges(t *testing.T) {
+	st := openStore(t)
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	addEvent(t, st, "a", "model.ready", rc.URL)
+	addEvent(t, st, "b", "model.failed", rc.URL)
+	reg := metrics.New()
+	run(t, Options{Store: st, Keys: keys(t, key1), Metrics: reg, Backoff: func(int) time.Duration { return time.Hour }})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rc.got()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("not attempted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var b strings.Builder
+	reg.WriteTo(&b)
+	if !strings.Contains(b.String(), "trainhook_notifications_pending 2\n") {
+		t.Errorf("want 2 pending:\n%s", b.String())
+	}
+	var age float64
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "trainhook_notification_oldest_pending_seconds "); ok {
+			_, _ = fmt.Sscan(v, &age)
+		}
+	}
+	if age <= 0 || age > 60 {
+		t.Errorf("oldest pending age %v s, want a few ms to seconds", age)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	up := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {})
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL + "/hook"
+	down.Close() // nothing listens there now
+	bad := Probe(t.Context(), []string{up.URL + "/hook", downURL}, time.Second)
+	if len(bad) != 1 || bad[downURL] == nil || !strings.Contains(bad[downURL].Error(), "cannot connect to 127.0.0.1:") {
+		t.Errorf("Probe = %v, want only %s unreachable", bad, downURL)
+	}
+	if n := len(up.got()); n != 0 {
+		t.Errorf("the probe sent %d requests; it must only connect", n)
 	}
 }

@@ -68,7 +68,7 @@ func TestNotificationsPage(t *testing.T) {
 	eventually(t, "the page to show it delivered", func() bool {
 		return strings.Contains(s.get("/notifications?model="+m.ID).body, `data-status="delivered"`)
 	})
-	s.get("/notifications?notice=resent&id=" + id[1]).has(t, "will be sent again, with the same webhook-id")
+	s.get("/notifications?notice=resent&id="+id[1]).has(t, "will be sent again, with the same webhook-id")
 	if r := s.post("/notifications/99999/resend", url.Values{"csrf": {tok}}); r.code != http.StatusNotFound {
 		t.Errorf("resend of an unknown notification: %d", r.code)
 	}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/trainhook/trainhook/internal/app"
 	"github.com/trainhook/trainhook/internal/apiclient"
+	"github.com/trainhook/trainhook/internal/app"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/replicate"
 )
