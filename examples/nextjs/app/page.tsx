@@ -1,21 +1,28 @@
-import { getDB, type ModelRow } from "@/lib/db";
+// The app's models, as its own database has them (updated by notifications).
+import { getDb, type ModelRow } from "@/lib/db";
 
 export const dynamic = "force-dynamic";
 
 export default function Home() {
-  const rows = getDB().prepare(`SELECT * FROM models ORDER BY updated_at DESC LIMIT 50`).all() as ModelRow[];
+  const rows = getDb().prepare("SELECT * FROM models ORDER BY created_at DESC LIMIT 50").all() as ModelRow[];
   return (
     <main>
       <h1>Models</h1>
-      <p>Start one with POST /api/train; trainhook tells this app when it is done.</p>
+      <p>
+        Start one with <code>POST /api/models</code>; trainhook tells this app when it is done, at{" "}
+        <code>/api/trainhook</code>.
+      </p>
       <table>
         <thead>
-          <tr><th>Model</th><th>Name</th><th>Status</th><th>Version</th></tr>
+          <tr><th>Name</th><th>Status</th><th>Version</th><th>Updated</th></tr>
         </thead>
         <tbody>
-          {rows.map((r) => (
-            <tr key={r.id}>
-              <td>{r.id}</td><td>{r.name}</td><td>{r.status}</td><td>{r.version ?? r.error ?? ""}</td>
+          {rows.map((m) => (
+            <tr key={m.id}>
+              <td>{m.name}</td>
+              <td>{m.status}</td>
+              <td><code>{m.version ?? m.error ?? ""}</code></td>
+              <td>{m.updated_at}</td>
             </tr>
           ))}
         </tbody>
