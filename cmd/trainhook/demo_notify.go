@@ -50,7 +50,7 @@ func startDemoApp(e env, start time.Time) (*demoApp, error) {
 			time.Since(start).Round(100*time.Millisecond), p.Type, p.Data.Sequence, r.Header.Get(replicate.HeaderID))
 		w.WriteHeader(http.StatusNoContent)
 	})
-	d := &demoApp{url: "http://" + ln.Addr().String() + "/api/trainhook", secret: key.String(),
+	d := &demoApp{url: "http://" + ln.Addr().String() + "/api/trainhook", secret: key.Secret(),
 		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = d.srv.Serve(ln) }()
 	return d, nil

@@ -46,7 +46,7 @@ notifications with.`)
 	}
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw) // never fails (crypto/rand panics instead)
-	fmt.Fprintln(e.stdout, replicate.NewKey(raw).String())
+	fmt.Fprintln(e.stdout, replicate.NewKey(raw).Secret())
 	return exitOK
 }
 

@@ -25,7 +25,7 @@ func TestNotifyCommands(t *testing.T) {
 	if _, out2, _ := runCLI(t, cleanEnv(), "notify", "new-secret"); strings.TrimSpace(out2) == strings.TrimSpace(out) {
 		t.Error("new-secret printed the same key twice")
 	}
-	notifySecret := key.String()
+	notifySecret := key.Secret()
 
 	listenAddr := freeAddr(t)
 	listener := startCLI(t, cleanEnv(), "notify", "listen", "--addr", listenAddr, "--secret", notifySecret)
