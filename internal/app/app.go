@@ -169,15 +169,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	// Wrong tokens count per client address wherever they are sent: the
 	// API, /metrics, the dashboard's JSON routes and its sign-in form.
 	authFailures := authlimit.New(authlimit.DefaultMax, authlimit.DefaultWindow)
+	dash := web.New(web.Deps{
+		Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
+		APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORSOrigins: cfg.CORSOrigins,
+		AuthFailures: authFailures,
+	})
 	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status,
-		Hosts: cfg.Hosts(), AuthFailures: authFailures}, a.Service, wh, a.Metrics, log)
-	api.Extra = func(mux *http.ServeMux) {
-		web.Register(mux, web.Deps{
-			Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
-			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORS: api.CORS, CORSOrigins: cfg.CORSOrigins,
-			AuthFailures: authFailures,
-		})
-	}
+		Hosts: cfg.Hosts(), AuthFailures: authFailures, Dashboard: dash}, a.Service, wh, a.Metrics, log)
 
 	a.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -193,8 +193,8 @@ func TestFormsRefuseCrossSiteAndMissingCSRF(t *testing.T) {
 func TestSecureCookie(t *testing.T) {
 	s := start(t, nil)
 	mux := http.NewServeMux()
-	web.Register(mux, web.Deps{Service: s.app.Service, Store: s.app.Store, Broker: s.app.Broker,
-		Replay: nil, Status: func() any { return map[string]any{"mode": "webhook"} }, APIToken: apiToken, Secure: true, Log: slog.New(slog.DiscardHandler)})
+	web.New(web.Deps{Service: s.app.Service, Store: s.app.Store, Broker: s.app.Broker,
+		Replay: nil, Status: func() any { return map[string]any{"mode": "webhook"} }, APIToken: apiToken, Secure: true, Log: slog.New(slog.DiscardHandler)}).Register(mux)
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	resp, err := http.Get(ts.URL + "/login")

@@ -200,7 +200,9 @@ func standalone(t *testing.T, keep int) (*httptest.Server, *events.Broker) {
 	log := slog.New(slog.DiscardHandler)
 	b := events.NewBroker(keep, log)
 	mux := http.NewServeMux()
-	web.Register(mux, web.Deps{Broker: b, Log: log})
+	dash := web.New(web.Deps{Broker: b, Log: log})
+	dash.Register(mux)
+	mux.Handle("GET /api/events", dash.Events())
 	ts := httptest.NewUnstartedServer(mux)
 	ts.Config.ReadTimeout = 300 * time.Millisecond
 	ts.Config.WriteTimeout = 300 * time.Millisecond
