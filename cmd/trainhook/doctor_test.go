@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -87,7 +88,7 @@ func testDoctorHealthy(t *testing.T, s *stack) {
 }
 
 func testDoctorJSON(t *testing.T, s *stack) {
-	env := cleanEnv(append(append([]string{}, s.serverEnv...), "APP_URL=http://"+freeAddr(t))...)
+	env := cleanEnv(append(append([]string{}, s.serverEnv...), "APP_URL=http://"+apptest.FreeAddr(t))...)
 	code, out, _ := runCLI(t, env, "doctor", "--json", "--timeout", "3s")
 	var r doctorReport
 	if code != 1 || json.Unmarshal([]byte(out), &r) != nil || r.OK {
@@ -198,7 +199,7 @@ func testDoctorProxyHost(t *testing.T, s *stack) {
 }
 
 func testDoctorUnreachable(t *testing.T, s *stack) {
-	closed := "http://" + freeAddr(t)
+	closed := "http://" + apptest.FreeAddr(t)
 	code, out := s.doctor(t, "APP_URL="+closed)
 	if code != 1 {
 		t.Fatalf("exit %d\n%s", code, out)

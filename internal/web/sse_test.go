@@ -124,6 +124,7 @@ func id(ev sseEvent) int {
 }
 
 func TestEventStream(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	st := openStream(t, s.url, nil, "")
 	if ct := st.resp.Header.Get("Content-Type"); ct != "text/event-stream; charset=utf-8" || st.resp.Header.Get("Cache-Control") != "no-store" {
@@ -212,6 +213,7 @@ func standalone(t *testing.T, keep int) (*httptest.Server, *events.Broker) {
 }
 
 func TestEventStreamMissedEvents(t *testing.T) {
+	t.Parallel()
 	ts, b := standalone(t, 2)
 	for i := 0; i < 5; i++ {
 		b.Publish("model", map[string]int{"n": i})
@@ -265,6 +267,7 @@ wait:
 }
 
 func TestEventStreamEndsWhenTheClientGoes(t *testing.T) {
+	t.Parallel()
 	ts, _ := standalone(t, 16)
 	st := openStream(t, ts.URL, nil, "")
 	<-st.events
