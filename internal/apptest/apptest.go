@@ -152,9 +152,9 @@ type Server struct {
 	once sync.Once
 }
 
-// Config loads the configuration Start would start a server with from env
-// over the defaults (see Options.Env), without starting anything; the test
-// fails on a configuration error.
+// Config loads a configuration from env alone (no defaults added), for a
+// test that calls app.Start or app.StartOn itself; the test fails on a
+// configuration error.
 func Config(t testing.TB, env map[string]string) config.Config {
 	t.Helper()
 	cfg, err := config.Load(func(k string) string { return env[k] })
