@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,16 +42,8 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: stackReplicateToken, Secret: secret, Duration: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: stackReplicateToken, Secret: secret, Duration: 3 * time.Second})
+	addr := apptest.FreeAddr(t)
 	s := &stack{sim: sim, simURL: simURL, db: filepath.Join(t.TempDir(), "th.db")}
 	s.serverEnv = []string{
 		"APP_URL=http://" + addr, "TRAINHOOK_WEBHOOKS=on", "DATABASE_URL=" + s.db,
@@ -59,6 +52,7 @@ func startStack(t *testing.T) *stack {
 		"TRAINHOOK_POLL_INTERVAL=200ms", "TRAINHOOK_RECONCILE_AFTER=2s",
 	}
 	s.srv = serveAt(t, addr, s.serverEnv...)
+	var err error
 	if s.client, err = apiclient.New(s.srv.url, stackAPIToken); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +79,7 @@ func cleanEnv(kv ...string) []string {
 // TestCLIAgainstServer runs every client command, webhook send and doctor
 // against one server; the subtests run in parallel.
 func TestCLIAgainstServer(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	for name, f := range map[string]func(*testing.T, *stack){
 		"train --wait to Ready":              testTrainWaitReady,
@@ -161,17 +156,6 @@ func (p *cliProc) wait(t *testing.T) int {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func mustContain(t *testing.T, what, got string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
@@ -234,7 +218,7 @@ func testTrainWaitFailed(t *testing.T, s *stack) {
 	const dest, msg = "trainhook-sim/fails", "input_images must be provided"
 	p := startCLI(t, s.clientEnv(), trainArgs(dest, "--wait")...)
 	var tid string
-	waitUntil(t, "the training exists", func() bool {
+	apptest.WaitFor(t, "the training exists", 15*time.Second, func() bool {
 		for _, tr := range s.sim.Trainings() {
 			if tr.Destination == dest {
 				tid = tr.ID
@@ -273,7 +257,7 @@ func testWatchInterrupted(t *testing.T, s *stack) {
 		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
 	}
 	p := startCLI(t, s.clientEnv(), "watch", m.ID)
-	waitUntil(t, "watch prints", func() bool { return strings.Contains(p.stdout.String(), "Training") })
+	apptest.WaitFor(t, "watch prints", 15*time.Second, func() bool { return strings.Contains(p.stdout.String(), "Training") })
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +344,7 @@ func testModels(t *testing.T, s *stack) {
 }
 
 func testClientErrors(t *testing.T, s *stack) {
-	closed := "http://" + freeAddr(t)
+	closed := "http://" + apptest.FreeAddr(t)
 	code, _, errOut := runCLI(t, cleanEnv("TRAINHOOK_URL="+closed), "models")
 	if code != 1 {
 		t.Fatalf("unreachable: exit %d", code)

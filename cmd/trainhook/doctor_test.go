@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -88,7 +89,7 @@ func testDoctorHealthy(t *testing.T, s *stack) {
 }
 
 func testDoctorJSON(t *testing.T, s *stack) {
-	env := cleanEnv(append(append([]string{}, s.serverEnv...), "APP_URL=http://"+freeAddr(t))...)
+	env := cleanEnv(append(append([]string{}, s.serverEnv...), "APP_URL=http://"+apptest.FreeAddr(t))...)
 	code, out, _ := runCLI(t, env, "doctor", "--json", "--timeout", "3s")
 	var r doctorReport
 	if code != 1 || json.Unmarshal([]byte(out), &r) != nil || r.OK {
@@ -199,7 +200,7 @@ func testDoctorProxyHost(t *testing.T, s *stack) {
 }
 
 func testDoctorUnreachable(t *testing.T, s *stack) {
-	closed := "http://" + freeAddr(t)
+	closed := "http://" + apptest.FreeAddr(t)
 	code, out := s.doctor(t, "APP_URL="+closed)
 	if code != 1 {
 		t.Fatalf("exit %d\n%s", code, out)

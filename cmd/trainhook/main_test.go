@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"io"
 	"net"
 	"net/http"
@@ -47,16 +48,6 @@ func TestMain(m *testing.M) {
 
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 type proc struct {
 	cmd    *exec.Cmd
 	url    string
@@ -84,7 +75,7 @@ func (b *syncBuffer) String() string {
 // serve starts `trainhook serve` and waits until /readyz answers.
 func serve(t *testing.T, env ...string) *proc {
 	t.Helper()
-	return serveAt(t, freeAddr(t), env...)
+	return serveAt(t, apptest.FreeAddr(t), env...)
 }
 
 func serveAt(t *testing.T, addr string, env ...string) *proc {
@@ -146,6 +137,7 @@ func status(t *testing.T, url, id string) string {
 
 // An acknowledged delivery survives the process being killed at once.
 func TestAcknowledgedDeliverySurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "th.db")
 	env := []string{"DATABASE_URL=" + db, "REPLICATE_WEBHOOK_SECRET=" + secret}
 	p := serve(t, env...)
@@ -180,6 +172,7 @@ func TestAcknowledgedDeliverySurvivesSIGKILL(t *testing.T) {
 }
 
 func TestGracefulShutdownOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	p := serve(t, "DATABASE_URL="+filepath.Join(t.TempDir(), "th.db"))
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -200,6 +193,7 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 }
 
 func TestStartupLogSaysModeAndWhy(t *testing.T) {
+	t.Parallel()
 	p := serve(t, "DATABASE_URL="+filepath.Join(t.TempDir(), "th.db"), "APP_URL=http://localhost:8080")
 	// The log is buffered (it is written at least every 100 ms).
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !strings.Contains(p.stdout.String(), `"mode":"polling"`); {
@@ -243,6 +237,7 @@ func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
 }
 
 func TestCommandLine(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cases := []struct {
 		name     string
@@ -278,6 +273,7 @@ func TestCommandLine(t *testing.T) {
 
 // trainhook token new prints a fresh token that serve accepts.
 func TestTokenNew(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for range 3 {
 		code, out, errOut := runCLI(t, nil, "token", "new")
@@ -296,6 +292,7 @@ func TestTokenNew(t *testing.T) {
 }
 
 func TestBusyPortFailsTheStart(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -311,16 +308,9 @@ func TestBusyPortFailsTheStart(t *testing.T) {
 // gives up retrying while it is down); after a restart, reconciliation
 // finds the outcome from the state kept in the database.
 func TestKilledMidTrainingRecoversAfterRestart(t *testing.T) {
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_kill", Duration: 3 * time.Second, WebhookRetryWindow: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
+	t.Parallel()
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: "r8_kill", Duration: 3 * time.Second, WebhookRetryWindow: 500 * time.Millisecond})
+	addr := apptest.FreeAddr(t)
 	env := []string{
 		"ADDR=" + addr, "APP_URL=http://" + addr, "TRAINHOOK_WEBHOOKS=on", "DATABASE_URL=" + filepath.Join(t.TempDir(), "th.db"),
 		"REPLICATE_BASE_URL=" + simURL, "REPLICATE_API_TOKEN=r8_kill", "REPLICATE_WEBHOOK_SECRET=" + sim.Key().Secret(),
@@ -361,8 +351,10 @@ func TestKilledMidTrainingRecoversAfterRestart(t *testing.T) {
 // The README's first command: the demo starts everything and its sample
 // training reaches Ready, in both modes.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"on", "off"} {
 		t.Run("webhooks "+mode, func(t *testing.T) {
+			t.Parallel()
 			cmd := exec.Command(binary, "demo", "--addr", "127.0.0.1:0", "--duration", "3s", "--webhooks", mode, "--data", t.TempDir())
 			out := &syncBuffer{mu: make(chan struct{}, 1)}
 			cmd.Stdout, cmd.Stderr = out, out

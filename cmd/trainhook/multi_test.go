@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -45,18 +46,11 @@ func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // once, no model gets two trainings, and the instances together keep to the
 // one API budget.
 func TestThreeInstancesOnPostgres(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.URL(t)
 	const budget = 300
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_multi", Duration: 3 * time.Second, WebhookRetryWindow: 2 * time.Second,
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: "r8_multi", Duration: 3 * time.Second, WebhookRetryWindow: 2 * time.Second,
 		Faults: fakereplicate.Faults{DropWebhooks: 0.2, DupWebhooks: 0.3, ReorderWebhooks: true, FailRate: 0.2}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	rr := &roundRobin{}
 	lb, err := net.Listen("tcp", "127.0.0.1:0")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trainhook/trainhook/internal/apiclient"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/replicate"
 )
 
@@ -27,11 +28,11 @@ func TestNotifyCommands(t *testing.T) {
 	}
 	notifySecret := key.Secret()
 
-	listenAddr := freeAddr(t)
+	listenAddr := apptest.FreeAddr(t)
 	listener := startCLI(t, cleanEnv(), "notify", "listen", "--addr", listenAddr, "--secret", notifySecret)
-	waitUntil(t, "notify listen is up", func() bool { return strings.Contains(listener.stderr.String(), "Listening on") })
+	apptest.WaitFor(t, "notify listen is up", 15*time.Second, func() bool { return strings.Contains(listener.stderr.String(), "Listening on") })
 
-	addr := freeAddr(t)
+	addr := apptest.FreeAddr(t)
 	srv := serveAt(t, addr, "DATABASE_URL="+filepath.Join(t.TempDir(), "n.db"), "REPLICATE_WEBHOOK_SECRET="+secret,
 		"TRAINHOOK_NOTIFY_URL=http://"+listenAddr+"/", "TRAINHOOK_NOTIFY_SECRET="+notifySecret)
 	c, err := apiclient.New(srv.url, "")
@@ -54,7 +55,7 @@ func TestNotifyCommands(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	waitUntil(t, "notify listen prints model.ready", func() bool { return strings.Contains(listener.stdout.String(), `"type":"model.ready"`) })
+	apptest.WaitFor(t, "notify listen prints model.ready", 15*time.Second, func() bool { return strings.Contains(listener.stdout.String(), `"type":"model.ready"`) })
 	var ev struct {
 		WebhookID string `json:"webhook_id"`
 		Data      struct {
@@ -67,7 +68,7 @@ func TestNotifyCommands(t *testing.T) {
 	}
 
 	env := cleanEnv("TRAINHOOK_URL=" + srv.url)
-	waitUntil(t, "the notification is delivered", func() bool {
+	apptest.WaitFor(t, "the notification is delivered", 15*time.Second, func() bool {
 		_, out, _ := runCLI(t, env, "notifications", "--status", "delivered", "--model", reg.Model.ID)
 		return strings.Contains(out, "model.ready")
 	})
@@ -85,7 +86,7 @@ func TestNotifyCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "will be sent again") {
 		t.Fatalf("resend: %d %s", code, out)
 	}
-	waitUntil(t, "the resent notification is printed", func() bool { return strings.Count(listener.stdout.String(), ev.WebhookID) == 2 })
+	apptest.WaitFor(t, "the resent notification is printed", 15*time.Second, func() bool { return strings.Count(listener.stdout.String(), ev.WebhookID) == 2 })
 
 	// The receiver refuses what it cannot verify.
 	forged, _ := http.NewRequest("POST", "http://"+listenAddr+"/", strings.NewReader(`{"type":"model.ready"}`))

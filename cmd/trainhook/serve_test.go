@@ -19,6 +19,7 @@ func runServeIn(t *testing.T, args ...string) (int, string) {
 // serve's --help says what --database-url takes, PostgreSQL included, and
 // serve parses its flags as the other commands do.
 func TestServeFlags(t *testing.T) {
+	t.Parallel()
 	code, help := runServeIn(t, "--help")
 	if code != 0 {
 		t.Fatalf("serve --help: exit %d\n%s", code, help)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,7 @@ const longToken = "ship-test-api-token-0123456789abcdef"
 
 // The values release.sh stamps reach `trainhook version`.
 func TestVersionPrintsStampedBuildInfo(t *testing.T) {
+	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "trainhook")
 	ldflags := "-X main.version=v9.8.7 -X main.commit=0123abcd -X main.date=2026-01-02T03:04:05Z"
 	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, ".").CombinedOutput(); err != nil {
@@ -40,7 +42,8 @@ func TestVersionPrintsStampedBuildInfo(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := apptest.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	// The API token is required for the API, never for /readyz.
 	serveAt(t, addr, "DATABASE_URL="+filepath.Join(t.TempDir(), "h.db"), "TRAINHOOK_API_TOKEN="+longToken)
@@ -52,7 +55,7 @@ func TestHealthcheck(t *testing.T) {
 		http.Error(w, `{"status":"unavailable"}`, http.StatusServiceUnavailable)
 	}))
 	defer notReady.Close()
-	closed := freeAddr(t) // nothing listens there any more
+	closed := apptest.FreeAddr(t) // nothing listens there any more
 
 	cases := []struct {
 		name string
@@ -84,9 +87,10 @@ func TestHealthcheck(t *testing.T) {
 // A backup taken while the server registers models is a database another
 // server starts on, with the models registered before the backup began.
 func TestBackupWhileServingRestores(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")
-	srv := serveAt(t, freeAddr(t), "DATABASE_URL="+db, "TRAINHOOK_API_TOKEN="+longToken)
+	srv := serveAt(t, apptest.FreeAddr(t), "DATABASE_URL="+db, "TRAINHOOK_API_TOKEN="+longToken)
 	client, err := apiclient.New(srv.url, longToken)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +139,7 @@ func TestBackupWhileServingRestores(t *testing.T) {
 	}
 
 	// Restore: a server on the copy alone serves the models.
-	restored := serveAt(t, freeAddr(t), "DATABASE_URL="+copyPath, "TRAINHOOK_API_TOKEN="+longToken)
+	restored := serveAt(t, apptest.FreeAddr(t), "DATABASE_URL="+copyPath, "TRAINHOOK_API_TOKEN="+longToken)
 	rc, err := apiclient.New(restored.url, longToken)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bytes"
@@ -47,6 +47,7 @@ func (m *matrixServer) doAs(host, method, path string, body []byte, h http.Heade
 // port. A page that rebinds its own name to this server (DNS rebinding)
 // sends that name as Host and is refused, on every route but the probes.
 func TestHostMustNameThisServer(t *testing.T) {
+	t.Parallel()
 	m := startMatrixWith(t, 0, func(v map[string]string) {
 		v["APP_URL"] = "https://trainhook.example.com"
 		v["TRAINHOOK_ALLOWED_HOSTS"] = "proxy.internal,*.corp.example"
@@ -113,6 +114,7 @@ func TestHostMustNameThisServer(t *testing.T) {
 // is a body that is not JSON. Programs (curl, the CLI) send neither header
 // and keep working; so does an origin listed in CORS_ALLOWED_ORIGINS.
 func TestCrossOriginRequestsRefused(t *testing.T) {
+	t.Parallel()
 	m := startMatrixWith(t, 0, func(v map[string]string) {
 		v["TRAINHOOK_API_TOKEN"] = ""
 		v["CORS_ALLOWED_ORIGINS"] = "https://app.example.com"
@@ -177,6 +179,7 @@ func TestCrossOriginRequestsRefused(t *testing.T) {
 // /metrics, the dashboard's JSON routes and its sign-in form. Requests
 // without a token, and requests with the right one, are never counted.
 func TestWrongTokensRateLimited(t *testing.T) {
+	t.Parallel()
 	m := startMatrix(t, 0)
 	right := http.Header{"Authorization": {"Bearer " + matrixAPIToken}}
 	wrong := func(i int) http.Header {

@@ -82,10 +82,24 @@ func NewLogger(cfg config.Config, out io.Writer) (*slog.Logger, func()) {
 	return slog.New(flushOnWarn{h, sink}), sink.Close
 }
 
-// Start opens the database, resolves the signing keys, and listens. It
-// listens before serving so a busy port fails the start instead of leaving a
-// process that serves nothing. Call Run to serve.
-func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
+// Start opens the database, resolves the signing keys, and listens on
+// cfg.Addr. It listens before serving so a busy port fails the start instead
+// of leaving a process that serves nothing. Call Run to serve.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	return StartOn(ctx, cfg, log, nil)
+}
+
+// StartOn is Start on a listener the caller opened; nil listens on
+// cfg.Addr as Start does. The App owns ln from here: Run closes it when it
+// stops, and StartOn closes it when the start fails. Tests hand in a
+// loopback listener so that the port the configuration names (APP_URL) is
+// never free for another process to take between choosing it and serving.
+func StartOn(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Listener) (_ *App, err error) {
+	defer func() {
+		if err != nil && ln != nil {
+			ln.Close()
+		}
+	}()
 	a := &App{Config: cfg, Log: log, Metrics: metrics.New(), pruneFirst: pruneFirst, pruneEvery: pruneEvery}
 	a.pruneMetrics = newPruneMetrics(a.Metrics)
 	a.registerModelGauges()
@@ -185,25 +199,24 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	// Wrong tokens count per client address wherever they are sent: the
 	// API, /metrics, the dashboard's JSON routes and its sign-in form.
 	authFailures := authlimit.New(authlimit.DefaultMax, authlimit.DefaultWindow)
+	dash := web.New(web.Deps{
+		Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
+		APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORSOrigins: cfg.CORSOrigins,
+		AuthFailures: authFailures,
+	})
 	api := httpapi.New(httpapi.Config{APIToken: cfg.APIToken, CORSOrigins: cfg.CORSOrigins, HSTS: cfg.HSTS, Status: a.status,
-		Hosts: cfg.Hosts(), AuthFailures: authFailures}, a.Service, wh, a.Metrics, log)
-	api.Extra = func(mux *http.ServeMux) {
-		web.Register(mux, web.Deps{
-			Service: a.Service, Store: a.Store, Broker: a.Broker, Replay: wh.Replay, Status: a.status,
-			APIToken: cfg.APIToken, Secure: cfg.HSTS, Log: log, CORS: api.CORS, CORSOrigins: cfg.CORSOrigins,
-			AuthFailures: authFailures,
-		})
-	}
+		Hosts: cfg.Hosts(), AuthFailures: authFailures, Dashboard: dash}, a.Service, wh, a.Metrics, log)
 
-	a.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		a.Service.Close()
-		return nil, fmt.Errorf("listen on %s (set ADDR or PORT to a free address): %w", cfg.Addr, err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			a.Service.Close()
+			return nil, fmt.Errorf("listen on %s (set ADDR or PORT to a free address): %w", cfg.Addr, err)
+		}
 	}
+	a.ln = ln
 	a.URL = "http://" + dialable(a.ln.Addr())
 	if msg, open := openToOthers(cfg, a.ln.Addr()); open {
 		if !cfg.InsecureOpenAPI {
-			a.ln.Close()
 			a.Service.Close()
 			return nil, errors.New(msg)
 		}

@@ -2,109 +2,49 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
+	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/trainhook/trainhook/internal/app"
-	"github.com/trainhook/trainhook/internal/config"
-	"github.com/trainhook/trainhook/internal/pgtest"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/training"
 )
 
-const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+const testSecret = apptest.Secret
 
-var testKey, _ = replicate.ParseKey(testSecret)
+var testKey = apptest.Key
 
-// testDatabase is a fresh database for one server: a SQLite file, or with
-// TRAINHOOK_TEST_APP_DB=postgres a new database on the test PostgreSQL
-// server (.ci/run runs this package both ways).
-func testDatabase(t testing.TB) string {
-	if os.Getenv("TRAINHOOK_TEST_APP_DB") == "postgres" {
-		return pgtest.URL(t)
-	}
-	return filepath.Join(t.TempDir(), "trainhook.db")
-}
-
-// server is a trainhook started in-process on a real SQLite file and a real
-// loopback listener.
+// server is a trainhook started in-process by apptest, with a client whose
+// answers TestMain checks against the OpenAPI document.
 type server struct {
 	t      testing.TB
 	url    string
 	app    *app.App
-	stop   context.CancelFunc
-	done   chan error
+	srv    *apptest.Server
 	client *http.Client
 	token  string
 }
 
+// start starts a server configured by env over apptest's defaults.
 func start(t testing.TB, env map[string]string) *server {
 	t.Helper()
-	vars := map[string]string{
-		"DATABASE_URL":             testDatabase(t),
-		"ADDR":                     "127.0.0.1:0",
-		"REPLICATE_WEBHOOK_SECRET": testSecret,
-		"TRAINHOOK_LOG_FORMAT":     "text",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(&testWriter{t: t}, nil))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	s := &server{t: t, url: a.URL, app: a, stop: cancel, done: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second, Transport: app.TestTransport}, token: vars["TRAINHOOK_API_TOKEN"]}
-	go func() { s.done <- a.Run(ctx) }()
-	t.Cleanup(s.shutdown)
-	return s
+	return startOn(t, nil, env)
 }
 
-type testWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-func (s *server) shutdown() {
-	if s.stop == nil {
-		return
-	}
-	s.stop()
-	s.stop = nil
-	select {
-	case err := <-s.done:
-		if err != nil {
-			s.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		s.t.Error("server did not stop within 30s")
-	}
+// startOn is start on ln (nil: a new loopback listener).
+func startOn(t testing.TB, ln net.Listener, env map[string]string) *server {
+	t.Helper()
+	srv := apptest.Start(t, apptest.Options{Listener: ln, Env: env})
+	return &server{t: t, url: srv.URL, app: srv.App, srv: srv, token: env["TRAINHOOK_API_TOKEN"],
+		client: &http.Client{Timeout: 10 * time.Second, Transport: app.TestTransport}}
 }
 
 type response struct {
@@ -209,6 +149,7 @@ func (s *server) deliver(webhookID string, body []byte) response {
 }
 
 func TestSucceededDeliveryMakesModelReady(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("r7k2m9x4c1rm80cq3ftw6n8e5a")
 	if m.Status != training.Pending {
@@ -229,6 +170,7 @@ func TestSucceededDeliveryMakesModelReady(t *testing.T) {
 }
 
 func TestFailedAndCanceled(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	a, b := s.register("train-failed"), s.register("train-canceled")
 	s.deliver("msg_p1", payload("train-failed", "processing"))
@@ -246,6 +188,7 @@ func TestFailedAndCanceled(t *testing.T) {
 }
 
 func TestRefusedDeliveriesChangeNothing(t *testing.T) {
+	t.Parallel()
 	s := start(t, map[string]string{"TRAINHOOK_MAX_BODY": "64KiB"})
 	m := s.register("train-x")
 	body := payload("train-x", "succeeded")
@@ -294,6 +237,7 @@ func TestRefusedDeliveriesChangeNothing(t *testing.T) {
 }
 
 func TestNoSigningKeyRefusesEverything(t *testing.T) {
+	t.Parallel()
 	s := start(t, map[string]string{"REPLICATE_WEBHOOK_SECRET": ""})
 	m := s.register("train-nokey")
 	r := s.deliver("msg_1", payload("train-nokey", "succeeded"))
@@ -306,6 +250,7 @@ func TestNoSigningKeyRefusesEverything(t *testing.T) {
 }
 
 func TestDuplicatesAndOutOfOrder(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("train-dup")
 	done := payload("train-dup", "succeeded")
@@ -334,6 +279,7 @@ func TestDuplicatesAndOutOfOrder(t *testing.T) {
 }
 
 func TestEarlyDeliveryIsHeldUntilRegistration(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	r := s.deliver("msg_early1", payload("train-early", "processing"))
 	var a struct{ Outcome string }
@@ -353,6 +299,7 @@ func TestEarlyDeliveryIsHeldUntilRegistration(t *testing.T) {
 }
 
 func TestConcurrentDeliveriesAllApplied(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	const n = 200
 	ids := make([]string, n)
@@ -387,6 +334,7 @@ func TestConcurrentDeliveriesAllApplied(t *testing.T) {
 }
 
 func TestTrailingSlashAndQueryServed(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("train-slash")
 	body := payload("train-slash", "succeeded")
@@ -400,6 +348,7 @@ func TestTrailingSlashAndQueryServed(t *testing.T) {
 }
 
 func TestManagementAPI(t *testing.T) {
+	t.Parallel()
 	s := start(t, map[string]string{"TRAINHOOK_API_TOKEN": "s3cret-token-for-tests-0123456789abc", "CORS_ALLOWED_ORIGINS": "https://app.example.com"})
 	for i := 0; i < 5; i++ {
 		s.register(fmt.Sprintf("train-list-%d", i))
@@ -548,6 +497,7 @@ func TestManagementAPI(t *testing.T) {
 }
 
 func TestOperations(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	s.register("train-ops")
 	s.deliver("msg_ops", payload("train-ops", "succeeded"))

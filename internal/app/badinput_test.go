@@ -1,12 +1,9 @@
-package app
+package app_test
 
 // The bad-input matrix: hostile and malformed requests to the webhook
 // endpoint and the management API, each answered with the right status and
 // message, and none changing a model or its history. RELIABILITY.md lists
 // the same rows as a table; keep them in step.
-//
-// This file is in package app (not app_test) because leak_test.go and
-// secrets_test.go, which are, share its helpers.
 
 import (
 	"bufio"
@@ -16,12 +13,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -31,7 +28,6 @@ import (
 
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
-	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/store"
 	"github.com/trainhook/trainhook/internal/training"
@@ -55,19 +51,8 @@ var (
 // process so that the test can read its database and its heap.
 type matrixServer struct {
 	t      *testing.T
-	app    *App
+	app    *app.App
 	client *http.Client
-}
-
-// freshDatabase is a new, empty database for one server: a SQLite file, or
-// with TRAINHOOK_TEST_APP_DB=postgres a new database on the test PostgreSQL
-// server, as app_test.go's testDatabase (.ci/run runs this package both ways).
-func freshDatabase(t *testing.T, file string) string {
-	t.Helper()
-	if os.Getenv("TRAINHOOK_TEST_APP_DB") == "postgres" {
-		return pgtest.URL(t)
-	}
-	return filepath.Join(t.TempDir(), file)
 }
 
 func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
@@ -79,17 +64,8 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 // (a variable set to "" is unset).
 func startMatrixWith(t *testing.T, readTimeout time.Duration, edit func(vars map[string]string)) *matrixServer {
 	t.Helper()
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: matrixSimToken, Secret: matrixSecret, Duration: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	_, simURL := apptest.Sim(t, fakereplicate.Options{Token: matrixSimToken, Secret: matrixSecret, Duration: time.Hour})
 	vars := map[string]string{
-		"DATABASE_URL": freshDatabase(t, "matrix.db"), "ADDR": "127.0.0.1:0",
 		"REPLICATE_WEBHOOK_SECRET": matrixSecret, "TRAINHOOK_API_TOKEN": matrixAPIToken,
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": matrixSimToken, "TRAINHOOK_WEBHOOKS": "off",
 		// Nothing is due a poll during the test, so the database changes
@@ -102,26 +78,9 @@ func startMatrixWith(t *testing.T, readTimeout time.Duration, edit func(vars map
 	if edit != nil {
 		edit(vars)
 	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	m := &matrixServer{t: t, app: a, client: &http.Client{Timeout: 30 * time.Second, Transport: TestTransport}}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		m.client.CloseIdleConnections()
-	})
+	srv := apptest.Start(t, apptest.Options{Env: vars, Log: slog.New(slog.DiscardHandler)})
+	m := &matrixServer{t: t, app: srv.App, client: &http.Client{Timeout: 30 * time.Second, Transport: app.TestTransport}}
+	t.Cleanup(m.client.CloseIdleConnections) // runs before the server stops
 	return m
 }
 
@@ -245,6 +204,7 @@ func trainingBody(id, status string, extra string) []byte {
 }
 
 func TestBadInputMatrix(t *testing.T) {
+	t.Parallel()
 	m := startMatrix(t, 0)
 	a := m.register("matrix-train-a")
 	b := m.register("matrix-train-b")
@@ -595,27 +555,4 @@ func TestSlowLorisBodyIsCutOff(t *testing.T) {
 		return // the server closed the connection in time
 	}
 	t.Fatalf("the server was still reading a slow body after %s", time.Since(start))
-}
-
-// TRAINHOOK_READ_TIMEOUT and TRAINHOOK_WRITE_TIMEOUT reach the HTTP server
-// (the slow-loris test shows the read timeout at work).
-func TestHTTPTimeoutsFromConfig(t *testing.T) {
-	vars := map[string]string{"DATABASE_URL": freshDatabase(t, "timeouts.db"), "ADDR": "127.0.0.1:0",
-		"TRAINHOOK_READ_TIMEOUT": "7s", "TRAINHOOK_WRITE_TIMEOUT": "90s"}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.http.ReadTimeout != 7*time.Second || a.http.WriteTimeout != 90*time.Second {
-		t.Errorf("server timeouts: read %s, write %s; want 7s and 1m30s", a.http.ReadTimeout, a.http.WriteTimeout)
-	}
-	if err := a.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 // /metrics counts the models waiting and running, from the database.
 func TestMetricsCountPendingAndTrainingModels(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	waitGauges := func(pending, running int) {
 		t.Helper()

@@ -1,12 +1,13 @@
-package app
+package app_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,7 +15,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/training"
@@ -30,45 +30,16 @@ func TestNoGoroutineLeftAfterStop(t *testing.T) {
 	for _, mode := range []string{"on", "off"} {
 		t.Run("webhooks "+mode, func(t *testing.T) {
 			before := goleak.IgnoreCurrent()
-			sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_leak", Duration: 800 * time.Millisecond, WebhookRetryWindow: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			simURL, err := sim.Start("127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
-			vars := map[string]string{
-				"DATABASE_URL": freshDatabase(t, "leak.db"), "ADDR": addr, "APP_URL": "http://" + addr,
-				"TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
+			sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: "r8_leak", Duration: 800 * time.Millisecond, WebhookRetryWindow: time.Second})
+			ln := apptest.Listen(t)
+			srv := apptest.Start(t, apptest.Options{Listener: ln, Log: slog.New(slog.DiscardHandler), Env: map[string]string{
+				"APP_URL": apptest.URL(ln), "TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
 				"REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(), "TRAINHOOK_POLL_INTERVAL": "100ms", "TRAINHOOK_RECONCILE_AFTER": "1s",
-			}
-			cfg, err := config.Load(func(k string) string { return vars[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			a, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				cancel()
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- a.Run(ctx) }()
+			}})
 
-			exercise(t, a)
+			exercise(t, srv.App)
 
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatalf("Run: %v", err)
-			}
+			srv.Stop()
 			sim.Close()
 			goleak.VerifyNone(t, before)
 		})
@@ -81,41 +52,18 @@ func TestNoGoroutineLeftAfterStop(t *testing.T) {
 // starts and stops Apps: tests, the demo). Found by this test; fixed by
 // closing them at the end of Run.
 func TestReplicateConnectionsClosedOnStop(t *testing.T) {
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_leak", Duration: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	_, simURL := apptest.Sim(t, fakereplicate.Options{Token: "r8_leak", Duration: time.Hour})
 	simGoroutines := goleak.IgnoreCurrent()
-	vars := map[string]string{
-		"DATABASE_URL": freshDatabase(t, "leak.db"), "ADDR": "127.0.0.1:0", "TRAINHOOK_WEBHOOKS": "off",
-		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	srv := apptest.Start(t, apptest.Options{Log: slog.New(slog.DiscardHandler), Env: map[string]string{
+		"TRAINHOOK_WEBHOOKS": "off", "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_leak",
+	}})
+	a, ctx := srv.App, t.Context()
 	if _, _, err := a.Service.Start(ctx, service.StartRequest{
 		Trainer: fakereplicate.FluxTrainer, Destination: fakereplicate.DefaultUsername + "/leak", Input: json.RawMessage(`{}`),
 	}); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	srv.Stop()
 	// The simulator is still up: whatever is left now is the app's.
 	if err := goleak.Find(simGoroutines); err != nil {
 		t.Errorf("goroutines left after Run returned:\n%v", err)
@@ -123,7 +71,7 @@ func TestReplicateConnectionsClosedOnStop(t *testing.T) {
 }
 
 // exercise uses every part of a running server that starts goroutines.
-func exercise(t *testing.T, a *App) {
+func exercise(t *testing.T, a *app.App) {
 	t.Helper()
 	ctx := context.Background()
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -173,7 +121,7 @@ func exercise(t *testing.T, a *App) {
 		}
 	}
 	// Not /metrics nor /api/status: with a Replicate token they deadlock the
-	// metrics registry (internal/proof TestMetricsScrapeDoesNotHang).
+	// metrics registry (TestMetricsScrapeDoesNotHang).
 	for _, path := range []string{"/healthz", "/readyz", "/api/models", "/api/models/" + ids[0], "/"} {
 		resp, err := client.Get(a.URL + path)
 		if err != nil {

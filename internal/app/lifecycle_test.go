@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/training"
@@ -34,37 +34,17 @@ func withSim(t *testing.T, mode string, simOpts fakereplicate.Options, env map[s
 	if simOpts.WebhookRetryWindow == 0 {
 		simOpts.WebhookRetryWindow = 2 * time.Second
 	}
-	sim, err := fakereplicate.New(simOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	addr := freeAddr(t)
+	sim, simURL := apptest.Sim(t, simOpts)
+	ln := apptest.Listen(t)
 	vars := map[string]string{
-		"ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": mode,
+		"APP_URL": apptest.URL(ln), "TRAINHOOK_WEBHOOKS": mode,
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": simToken, "REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(),
 		"TRAINHOOK_POLL_INTERVAL": "200ms", "TRAINHOOK_RECONCILE_AFTER": "3s",
 	}
 	for k, v := range env {
 		vars[k] = v
 	}
-	return start(t, vars), sim
-}
-
-// freeAddr picks a free loopback port: APP_URL must name the port before
-// the server starts.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return startOn(t, ln, vars), sim
 }
 
 func (s *server) startTraining(body string, h http.Header) (int, training.Model, string) {
@@ -140,8 +120,10 @@ func lastSource(d detail) training.Source {
 }
 
 func TestLifecycleOutcomes(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"on", "off"} {
 		t.Run("webhooks "+mode, func(t *testing.T) {
+			t.Parallel()
 			s, sim := withSim(t, mode, fakereplicate.Options{Duration: 2 * time.Second}, nil)
 			code, ok, _ := s.startTraining(startBody("ok-"+mode), nil)
 			_, bad, _ := s.startTraining(startBody("bad-"+mode), nil)
@@ -185,6 +167,7 @@ func TestLifecycleOutcomes(t *testing.T) {
 
 // With every webhook dropped, reconciliation still finds the outcome.
 func TestEveryWebhookDroppedIsReconciled(t *testing.T) {
+	t.Parallel()
 	s, sim := withSim(t, "on", fakereplicate.Options{Faults: fakereplicate.Faults{DropWebhooks: 1}}, map[string]string{"TRAINHOOK_RECONCILE_AFTER": "1s"})
 	var models []training.Model
 	for i := 0; i < 4; i++ {
@@ -212,6 +195,7 @@ func TestEveryWebhookDroppedIsReconciled(t *testing.T) {
 
 // Duplicated and reordered deliveries apply each transition once.
 func TestDuplicateAndReorderedWebhooks(t *testing.T) {
+	t.Parallel()
 	s, sim := withSim(t, "on", fakereplicate.Options{Faults: fakereplicate.Faults{DupWebhooks: 1, ReorderWebhooks: true}},
 		map[string]string{"TRAINHOOK_WEBHOOK_EVENTS": "start,logs,completed"})
 	var models []training.Model
@@ -247,10 +231,12 @@ func TestDuplicateAndReorderedWebhooks(t *testing.T) {
 // know its id. It must find it (by its webhook in webhook mode, by listing
 // and matching in polling mode) and never create a second one.
 func TestLostCreateResponseIsRecovered(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"on", "off"} {
 		for _, after := range []bool{true, false} {
 			name := fmt.Sprintf("webhooks %s, created=%v", mode, after)
 			t.Run(name, func(t *testing.T) {
+				t.Parallel()
 				s, sim := withSim(t, mode, fakereplicate.Options{}, nil)
 				if err := sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.create", Status: 502, Count: 1, After: after}); err != nil {
 					t.Fatal(err)
@@ -270,6 +256,7 @@ func TestLostCreateResponseIsRecovered(t *testing.T) {
 }
 
 func TestStartRefusedByReplicate(t *testing.T) {
+	t.Parallel()
 	s, sim := withSim(t, "off", fakereplicate.Options{}, nil)
 	bad := `{"trainer":"ostris/flux-dev-lora-trainer:` + strings.Repeat("0", 64) + `","destination":"trainhook-sim/x","input":{}}`
 	code, m, msg := s.startTraining(bad, nil)
@@ -297,6 +284,7 @@ func TestStartRefusedByReplicate(t *testing.T) {
 }
 
 func TestIdempotencyKeyStartsOneTraining(t *testing.T) {
+	t.Parallel()
 	s, sim := withSim(t, "off", fakereplicate.Options{}, nil)
 	h := http.Header{"Idempotency-Key": {"order-42"}}
 	c1, a, _ := s.startTraining(startBody("idem"), h)
@@ -311,6 +299,7 @@ func TestIdempotencyKeyStartsOneTraining(t *testing.T) {
 
 // The per-model token in the webhook URL binds a delivery to its model.
 func TestModelTokenBinding(t *testing.T) {
+	t.Parallel()
 	s, sim := withSim(t, "on", fakereplicate.Options{Duration: 30 * time.Second}, nil)
 	_, a, _ := s.startTraining(startBody("bind-a"), nil)
 	_, b, _ := s.startTraining(startBody("bind-b"), nil)
@@ -370,12 +359,8 @@ func TestRateLimitIsRespected(t *testing.T) {
 // account's: with none configured it uses the account's; with keys that do
 // not include it, it refuses to start (every webhook would be refused).
 func TestSigningKeySelfCheck(t *testing.T) {
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: simToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL, _ := sim.Start("127.0.0.1:0")
-	defer sim.Close()
+	t.Parallel()
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: simToken})
 	base := map[string]string{
 		"APP_URL": "https://trainhook.example.com", "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": simToken,
 		"DATABASE_URL": filepath.Join(t.TempDir(), "k.db"), "ADDR": "127.0.0.1:0",

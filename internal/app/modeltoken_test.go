@@ -16,6 +16,7 @@ import (
 // then applied. A model an app registered with a bare URL keeps receiving
 // deliveries without a token.
 func TestStartedTrainingNeedsItsToken(t *testing.T) {
+	t.Parallel()
 	s, sim := withSim(t, "on", fakereplicate.Options{Duration: time.Minute}, nil)
 	_, started, _ := s.startTraining(startBody("token-needed"), nil)
 	if started.TrainingID == "" {

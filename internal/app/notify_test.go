@@ -16,6 +16,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/service"
@@ -227,7 +228,7 @@ func TestNotificationSurvivesRestart(t *testing.T) {
 		}
 	}))
 	defer rcv.Close()
-	db := testDatabase(t)
+	db := apptest.Database(t)
 	env := map[string]string{"DATABASE_URL": db, "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
 	s := start(t, env)
 	m := s.register("r7k2m9x4c1rm80cq3ftw6n8e5b")
@@ -239,7 +240,7 @@ func TestNotificationSurvivesRestart(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the notification was never sent")
 	}
-	s.shutdown() // with the request in flight
+	s.srv.Stop() // with the request in flight
 	close(up)
 	s2 := start(t, env)
 	deadline := time.Now().Add(15 * time.Second)
@@ -309,7 +310,7 @@ func TestUnreachableNotifyURLWarnedAtStart(t *testing.T) {
 	down := httptest.NewServer(http.NotFoundHandler())
 	url := down.URL + "/api/trainhook"
 	down.Close()
-	vars := map[string]string{"DATABASE_URL": testDatabase(t), "ADDR": "127.0.0.1:0",
+	vars := map[string]string{"DATABASE_URL": apptest.Database(t), "ADDR": "127.0.0.1:0",
 		"TRAINHOOK_NOTIFY_URL": url, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
 	cfg, err := config.Load(func(k string) string { return vars[k] })
 	if err != nil {
@@ -397,7 +398,7 @@ func TestInstancesShareTheOutbox(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer rcv.Close()
-	env := map[string]string{"DATABASE_URL": testDatabase(t), "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
+	env := map[string]string{"DATABASE_URL": apptest.Database(t), "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
 	a, b := start(t, env), start(t, env)
 	const n = 20
 	for i := range n {

@@ -134,6 +134,7 @@ func (v *validator) RoundTrip(req *http.Request) (*http.Response, error) {
 // webhook mode with the simulator: each documented success answer, and the
 // error answers a client meets most, are received and validate.
 func TestAnswersValidateAgainstOpenAPI(t *testing.T) {
+	t.Parallel()
 	const token = "openapi-test-api-token-0123456789abcdef"
 	s, sim := withSim(t, "on", fakereplicate.Options{}, map[string]string{"TRAINHOOK_API_TOKEN": token})
 	json := http.Header{"Content-Type": {"application/json"}}

@@ -62,6 +62,7 @@ func (s *server) metric(line string) bool {
 // after 7 days and verified ones after 30, never the model or its history,
 // and a webhook-id stays a duplicate while its claim is kept.
 func TestRetentionPrunesOldDeliveriesKeepsModels(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("train-ret")
 	body := payload("train-ret", "succeeded")
@@ -128,6 +129,7 @@ func TestRetentionPrunesOldDeliveriesKeepsModels(t *testing.T) {
 // still a duplicate and is not applied again, and a replay of the captured
 // request is refused by its signed timestamp.
 func TestShortRetentionKeepsClaimsThroughRetries(t *testing.T) {
+	t.Parallel()
 	s := start(t, map[string]string{"TRAINHOOK_RETENTION": "1h", "TRAINHOOK_REFUSED_RETENTION": "1h"})
 	m := s.register("train-short")
 	body := payload("train-short", "succeeded")
@@ -166,6 +168,7 @@ func TestShortRetentionKeepsClaimsThroughRetries(t *testing.T) {
 // A flood of forged deliveries keeps at most TRAINHOOK_REFUSED_MAX of them,
 // the newest, whatever their age.
 func TestRefusedMaxCapsFlood(t *testing.T) {
+	t.Parallel()
 	s := start(t, map[string]string{"TRAINHOOK_REFUSED_MAX": "3"})
 	forger, _ := replicate.ParseKey("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
 	body := payload("train-flood", "succeeded")

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bytes"
@@ -7,8 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -106,24 +107,12 @@ func (s *transcript) check(t *testing.T) {
 // secretsServer runs trainhook in webhook mode against the simulator, which
 // signs with secretSigningKey and accepts only secretRepToken, with every log
 // line at debug level going to tr.
-func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App, *fakereplicate.Server, func()) {
+func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*app.App, *fakereplicate.Server, func()) {
 	t.Helper()
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: secretRepToken, Secret: secretSigningKey, Duration: 700 * time.Millisecond, WebhookRetryWindow: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: secretRepToken, Secret: secretSigningKey, Duration: 700 * time.Millisecond, WebhookRetryWindow: time.Second})
+	ln := apptest.Listen(t)
 	vars := map[string]string{
-		"DATABASE_URL": freshDatabase(t, "secrets.db"), "ADDR": addr, "APP_URL": "http://" + addr, "TRAINHOOK_WEBHOOKS": "on",
+		"DATABASE_URL": apptest.Database(t), "ADDR": ln.Addr().String(), "APP_URL": apptest.URL(ln), "TRAINHOOK_WEBHOOKS": "on",
 		"REPLICATE_BASE_URL":  strings.Replace(simURL, "://", "://trainhook:"+secretBasePassword+"@", 1),
 		"REPLICATE_API_TOKEN": secretRepToken, "REPLICATE_WEBHOOK_SECRET": secretSigningKey,
 		"TRAINHOOK_API_TOKEN": secretAPIToken, "TRAINHOOK_SECRET_KEY": secretTokenKey,
@@ -132,29 +121,13 @@ func secretsServer(t *testing.T, tr *transcript, extra map[string]string) (*App,
 	for k, v := range extra {
 		vars[k] = v
 	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		sim.Close()
-		t.Fatal(err)
-	}
+	cfg := apptest.Config(t, vars)
 	tr.add("config dump (%v, %+v, %#v)", []byte(fmt.Sprintf("%v\n%+v\n%#v", cfg, cfg, cfg)))
 	// The log is buffered: closeLog writes out what is left, after Run.
-	log, closeLog := NewLogger(cfg, tr)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := Start(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		closeLog()
-		sim.Close()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	return a, sim, func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	log, closeLog := app.NewLogger(cfg, tr)
+	srv := apptest.Start(t, apptest.Options{Listener: ln, Env: vars, Log: log})
+	return srv.App, sim, func() {
+		srv.Stop()
 		closeLog()
 		sim.Close()
 	}
@@ -168,6 +141,7 @@ var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // /api/status, start-up failures), and finds none of the secrets in
 // anything it logged or answered.
 func TestSecretsNeverShown(t *testing.T) {
+	t.Parallel()
 	tr := &transcript{}
 	a, sim, stop := secretsServer(t, tr, nil)
 	jar, _ := cookiejar.New(nil)
@@ -283,7 +257,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	stop()
 
 	// /metrics, on a server without a Replicate token: with one, a scrape
-	// deadlocks (internal/proof TestMetricsScrapeDoesNotHang).
+	// deadlocks (TestMetricsScrapeDoesNotHang).
 	b, _, stopB := secretsServer(t, tr, map[string]string{"REPLICATE_API_TOKEN": "", "TRAINHOOK_WEBHOOKS": "off"})
 	for _, path := range []string{"/metrics", "/api/status"} {
 		req, _ := http.NewRequest("GET", b.URL+path, nil)
@@ -301,6 +275,7 @@ func TestSecretsNeverShown(t *testing.T) {
 
 // Start-up failures name the setting at fault, never its secret value.
 func TestSecretsNotInStartupErrors(t *testing.T) {
+	t.Parallel()
 	tr := &transcript{}
 	sim, err := fakereplicate.New(fakereplicate.Options{Token: secretRepToken})
 	if err != nil {
@@ -343,15 +318,13 @@ func TestSecretsNotInStartupErrors(t *testing.T) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		log, closeLog := NewLogger(cfg, tr)
-		a, err := Start(ctx, cfg, log)
+		log, closeLog := app.NewLogger(cfg, tr)
+		a, err := app.Start(ctx, cfg, log)
 		cancel()
 		closeLog()
 		if err == nil {
 			t.Errorf("%s: started", c.name)
-			a.Service.Close()
-			a.closeStore()
-			a.ln.Close()
+			_ = a.Run(ctx) // ctx is done: Run stops at once and closes everything
 			continue
 		}
 		tr.add(c.name+": app.Start", []byte(err.Error()))

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/trainhook/trainhook/internal/app"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/config"
 )
 
@@ -46,6 +47,7 @@ func (r *records) warnings() []string {
 // with TRAINHOOK_INSECURE_OPEN_API=true, which then warns at start. On
 // loopback, or with a token, it starts without a word.
 func TestProtectedModeAtStartup(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name    string
 		env     map[string]string
@@ -70,7 +72,7 @@ func TestProtectedModeAtStartup(t *testing.T) {
 					l.Close()
 				}
 			}
-			vars := map[string]string{"DATABASE_URL": testDatabase(t), "REPLICATE_WEBHOOK_SECRET": testSecret}
+			vars := map[string]string{"DATABASE_URL": apptest.Database(t), "REPLICATE_WEBHOOK_SECRET": testSecret}
 			for k, v := range c.env {
 				vars[k] = v
 			}

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,6 +35,28 @@ type Config struct {
 	// Status reports the running configuration (mode, webhook URL, key
 	// fingerprints, API budget) for GET /api/status; never secrets.
 	Status func() any
+	// Dashboard serves the HTML pages and the JSON routes that share their
+	// sign-in; nil: no dashboard and no /api/events or /api/deliveries.
+	Dashboard Dashboard
+}
+
+// Dashboard is what the HTML dashboard (package web) serves. Its JSON
+// routes accept the API token or the dashboard's session cookie, so their
+// handlers are the dashboard's; they are registered with every other JSON
+// route in Handler.
+type Dashboard interface {
+	// Register adds the HTML pages, their assets, and the fallback for
+	// paths outside /api/.
+	Register(mux *http.ServeMux)
+	// Events serves the Server-Sent Events stream of model and delivery
+	// changes.
+	Events() http.Handler
+	// Deliveries lists stored webhook deliveries.
+	Deliveries() http.Handler
+	// Delivery serves one stored delivery by {id}.
+	Delivery() http.Handler
+	// Replay runs stored delivery {id} through the webhook handler again.
+	Replay() http.Handler
 }
 
 // maxAPIBody caps management API request bodies.
@@ -47,7 +68,6 @@ type API struct {
 	svc      *service.Service
 	log      *slog.Logger
 	tokenH   [32]byte
-	Extra    func(mux *http.ServeMux) // the dashboard's routes, registered before the /api/ catch-all
 	metrics  *metrics.Registry
 	webhookH http.Handler
 }
@@ -57,7 +77,9 @@ func New(cfg Config, svc *service.Service, wh http.Handler, reg *metrics.Registr
 	return &API{cfg: cfg, svc: svc, log: log, tokenH: sha256.Sum256([]byte(cfg.APIToken)), metrics: reg, webhookH: wh}
 }
 
-// Handler builds the routes.
+// Handler builds every route: the webhook, the operations endpoints, every
+// JSON route under /api/ (the dashboard's included) and, through
+// Config.Dashboard, the HTML pages.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 
@@ -91,8 +113,14 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, st)
 	})))
 	a.notificationRoutes(mux, protect)
-	if a.Extra != nil {
-		a.Extra(mux)
+	// The dashboard's JSON: a Bearer token or the dashboard's session
+	// (the dashboard checks which), with CORS like the rest of the API.
+	if d := a.cfg.Dashboard; d != nil {
+		mux.Handle("GET /api/events", a.cors(d.Events()))
+		mux.Handle("GET /api/deliveries", a.cors(d.Deliveries()))
+		mux.Handle("GET /api/deliveries/{id}", a.cors(d.Delivery()))
+		mux.Handle("POST /api/deliveries/{id}/replay", a.cors(d.Replay()))
+		d.Register(mux)
 	}
 	// Everything else under /api/: preflights (CORS answers allowed ones
 	// before this), wrong methods and unknown paths.
@@ -166,10 +194,6 @@ func (a *API) auth(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-// CORS wraps h with the management API's CORS handling, for routes other
-// packages add (the dashboard's JSON API).
-func (a *API) CORS(h http.Handler) http.Handler { return a.cors(h) }
 
 // cors lets allowed browser origins call the management API. Preflights from
 // other origins are refused; the webhook route never gets CORS headers.
@@ -249,15 +273,6 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// statusError is a refusal of the request's form rather than of its
-// meaning (a wrong Content-Type), with its own status code.
-type statusError struct {
-	code int
-	msg  string
-}
-
-func (e *statusError) Error() string { return e.msg }
-
 type errorBody struct {
 	Error string `json:"error"`
 }
@@ -269,28 +284,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(true)
 	_ = enc.Encode(v)
-}
-
-// writeError is the one place that maps errors to HTTP statuses. Messages
-// of domain errors are sent; internal details are logged, never sent.
-func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	var se *statusError
-	if errors.As(err, &se) {
-		writeJSON(w, se.code, errorBody{se.msg})
-		return
-	}
-	var e *service.Error
-	if errors.As(err, &e) && e.Kind != service.Internal {
-		code := map[service.Kind]int{
-			service.Invalid: http.StatusBadRequest, service.NotFound: http.StatusNotFound,
-			service.Conflict: http.StatusConflict, service.Forbidden: http.StatusForbidden,
-			service.Upstream: http.StatusBadGateway, service.Unprocessable: http.StatusUnprocessableEntity,
-		}[e.Kind]
-		writeJSON(w, code, errorBody{e.Msg})
-		return
-	}
-	log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-	writeJSON(w, http.StatusInternalServerError, errorBody{"internal error; see the server log"})
 }
 
 // WriteError maps err to a status code and writes it.

@@ -89,7 +89,7 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 // content type, no unknown fields, nothing after the object.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		return &statusError{code: http.StatusUnsupportedMediaType, msg: contentTypeMsg(ct)}
+		return &StatusError{Code: http.StatusUnsupportedMediaType, Msg: contentTypeMsg(ct)}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	dec.DisallowUnknownFields()

@@ -14,6 +14,7 @@ import (
 const apiToken = "dashboard-token-for-tests-0123456789"
 
 func TestSignInAndOut(t *testing.T) {
+	t.Parallel()
 	s := start(t, map[string]string{"TRAINHOOK_API_TOKEN": apiToken})
 	m := s.register("portrait", "train-auth")
 
@@ -146,6 +147,7 @@ func TestSignInAndOut(t *testing.T) {
 }
 
 func TestFormsRefuseCrossSiteAndMissingCSRF(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("portrait", "train-csrf")
 	tok := s.csrf("/models/" + m.ID)
@@ -191,10 +193,11 @@ func TestFormsRefuseCrossSiteAndMissingCSRF(t *testing.T) {
 // TestSecureCookie mounts the dashboard alone with Secure set, as app does
 // when APP_URL is https.
 func TestSecureCookie(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	mux := http.NewServeMux()
-	web.Register(mux, web.Deps{Service: s.app.Service, Store: s.app.Store, Broker: s.app.Broker,
-		Replay: nil, Status: func() any { return map[string]any{"mode": "webhook"} }, APIToken: apiToken, Secure: true, Log: slog.New(slog.DiscardHandler)})
+	web.New(web.Deps{Service: s.app.Service, Store: s.app.Store, Broker: s.app.Broker,
+		Replay: nil, Status: func() any { return map[string]any{"mode": "webhook"} }, APIToken: apiToken, Secure: true, Log: slog.New(slog.DiscardHandler)}).Register(mux)
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	resp, err := http.Get(ts.URL + "/login")

@@ -42,8 +42,8 @@ func BenchmarkModelsPage(b *testing.B) {
 	svc := service.New(service.Options{Store: st, Broker: broker, Logger: log})
 	defer svc.Close()
 	mux := http.NewServeMux()
-	web.Register(mux, web.Deps{Service: svc, Store: st, Broker: broker, Log: log,
-		Status: func() any { return map[string]any{"mode": "polling", "mode_reason": "benchmark"} }})
+	web.New(web.Deps{Service: svc, Store: st, Broker: broker, Log: log,
+		Status: func() any { return map[string]any{"mode": "polling", "mode_reason": "benchmark"} }}).Register(mux)
 
 	get := func(b *testing.B, path string) string {
 		req := httptest.NewRequest("GET", path, nil)

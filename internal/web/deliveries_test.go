@@ -1,11 +1,13 @@
 package web_test
 
 import (
+	"github.com/trainhook/trainhook/internal/apptest"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/training"
@@ -17,6 +19,7 @@ type deliveriesPage struct {
 }
 
 func TestDeliveries(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("portrait", "train-del")
 	s.deliver(testKey, "msg_d1", payload("train-del", "processing"))
@@ -27,7 +30,7 @@ func TestDeliveries(t *testing.T) {
 		t.Fatalf("forged delivery: %d", r.code)
 	}
 	var all deliveriesPage
-	eventually(t, "the refused delivery to be recorded", func() bool {
+	apptest.WaitFor(t, "the refused delivery to be recorded", 5*time.Second, func() bool {
 		s.get("/api/deliveries").json(t, &all)
 		return len(all.Deliveries) == 4
 	})
@@ -127,7 +130,7 @@ func TestDeliveries(t *testing.T) {
 		}
 		r.has(t, `id="replay-result"`, "<strong>Replayed:</strong> the webhook handler answered HTTP ", "recorded as a new delivery")
 		var after deliveriesPage
-		eventually(t, "the replay to be recorded", func() bool {
+		apptest.WaitFor(t, "the replay to be recorded", 5*time.Second, func() bool {
 			s.get("/api/deliveries").json(t, &after)
 			return len(after.Deliveries) == 5
 		})

@@ -5,21 +5,14 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/trainhook/trainhook/internal/httpapi"
 	"github.com/trainhook/trainhook/internal/service"
 )
 
-// httpError is an error the dashboard itself answers with a status that
-// service.Kind has no word for (401, 413, 429), or a 400/404 about the
-// request's form. Its message is safe to show.
-type httpError struct {
-	code int
-	msg  string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
-func httpErrorf(code int, format string, args ...any) *httpError {
-	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+// httpErrorf is a refusal with its own status (401, 405, 413, 429, or a
+// 403 about the request's form); its message is safe to show.
+func httpErrorf(code int, format string, args ...any) *httpapi.StatusError {
+	return httpapi.Errorf(code, format, args...)
 }
 
 var (
@@ -44,28 +37,15 @@ func formError(err error) error {
 	return invalid("The form could not be read: %v", err)
 }
 
-// statusOf is the one place that maps an error to an HTTP status and a
-// message safe to show. Internal errors show a generic message; their
+// statusOf maps err with httpapi.Status, the one mapper of errors to
+// status codes, and gives internal errors a generic message to show; their
 // details go to the log.
 func statusOf(err error) (int, string, bool) {
-	var he *httpError
-	if errors.As(err, &he) {
-		return he.code, he.msg, true
+	code, msg, safe := httpapi.Status(err)
+	if !safe {
+		msg = "Something went wrong on the server; the details are in its log."
 	}
-	var refused *service.ErrRefused
-	if errors.As(err, &refused) {
-		return http.StatusUnprocessableEntity, refused.Error(), true
-	}
-	var e *service.Error
-	if errors.As(err, &e) && e.Kind != service.Internal {
-		code := map[service.Kind]int{
-			service.Invalid: http.StatusBadRequest, service.NotFound: http.StatusNotFound,
-			service.Conflict: http.StatusConflict, service.Forbidden: http.StatusForbidden,
-			service.Upstream: http.StatusBadGateway,
-		}[e.Kind]
-		return code, e.Msg, true
-	}
-	return http.StatusInternalServerError, "Something went wrong on the server; the details are in its log.", false
+	return code, msg, safe
 }
 
 func (s *server) logInternal(r *http.Request, err error) {

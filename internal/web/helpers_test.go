@@ -6,67 +6,44 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/trainhook/trainhook/internal/app"
-	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/training"
 )
 
-const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+const testSecret = apptest.Secret
 
-var testKey, _ = replicate.ParseKey(testSecret)
+var testKey = apptest.Key
 
-// server is a whole trainhook started in-process, as serve starts it: real
-// SQLite file, real loopback listener, the dashboard mounted by app.
+// server is a whole trainhook started in-process by apptest, as serve
+// starts it: real SQLite file, real loopback listener, the dashboard
+// mounted by app.
 type server struct {
 	t      *testing.T
 	url    string
 	app    *app.App
-	stop   context.CancelFunc
-	done   chan error
+	srv    *apptest.Server
 	client *http.Client // keeps cookies, does not follow redirects
 }
 
+// shutdown stops the server now rather than at the test's end.
+func (s *server) shutdown() { s.srv.Stop() }
+
+// start starts a server configured by env over apptest's defaults.
 func start(t *testing.T, env map[string]string) *server {
 	t.Helper()
-	vars := map[string]string{
-		"DATABASE_URL":             filepath.Join(t.TempDir(), "trainhook.db"),
-		"ADDR":                     "127.0.0.1:0",
-		"REPLICATE_WEBHOOK_SECRET": testSecret,
-		"TRAINHOOK_LOG_FORMAT":     "text",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	s := &server{t: t, url: a.URL, app: a, stop: cancel, done: make(chan error, 1), client: newClient()}
-	go func() { s.done <- a.Run(ctx) }()
-	t.Cleanup(s.shutdown)
-	return s
+	srv := apptest.Start(t, apptest.Options{Env: env})
+	return &server{t: t, url: srv.URL, app: srv.App, srv: srv, client: newClient()}
 }
 
 func newClient() *http.Client {
@@ -74,29 +51,6 @@ func newClient() *http.Client {
 	return &http.Client{
 		Jar: jar, Timeout: 15 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-func (s *server) shutdown() {
-	if s.stop == nil {
-		return
-	}
-	s.stop()
-	s.stop = nil
-	select {
-	case err := <-s.done:
-		if err != nil {
-			s.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		s.t.Error("server did not stop within 30s")
 	}
 }
 
@@ -216,19 +170,6 @@ func payload(id, status string) []byte {
 	}
 	b, _ := json.Marshal(t)
 	return b
-}
-
-// eventually retries cond for up to 5 s; for what is written asynchronously
-// (refused deliveries are recorded without waiting).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func itoa(n int64) string { return fmt.Sprint(n) }

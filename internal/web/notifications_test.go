@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/apptest"
 )
 
 const notifySecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -35,7 +38,7 @@ func TestNotificationsPage(t *testing.T) {
 		t.Fatalf("deliver: %d %s", r.code, r.body)
 	}
 	var page response
-	eventually(t, "the notification to fail", func() bool {
+	apptest.WaitFor(t, "the notification to fail", 5*time.Second, func() bool {
 		page = s.get("/notifications?status=failed")
 		return strings.Contains(page.body, `data-status="failed"`)
 	})
@@ -57,7 +60,7 @@ func TestNotificationsPage(t *testing.T) {
 	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/notifications?status=failed&notice=resent&id="+id[1] {
 		t.Fatalf("resend: %d Location %q", r.code, r.header.Get("Location"))
 	}
-	eventually(t, "the resent notification to arrive", func() bool {
+	apptest.WaitFor(t, "the resent notification to arrive", 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(ids) == 2
@@ -65,7 +68,7 @@ func TestNotificationsPage(t *testing.T) {
 	if ids[0] != ids[1] {
 		t.Errorf("resent with webhook-id %s, first sent with %s", ids[1], ids[0])
 	}
-	eventually(t, "the page to show it delivered", func() bool {
+	apptest.WaitFor(t, "the page to show it delivered", 5*time.Second, func() bool {
 		return strings.Contains(s.get("/notifications?model="+m.ID).body, `data-status="delivered"`)
 	})
 	s.get("/notifications?notice=resent&id="+id[1]).has(t, "will be sent again, with the same webhook-id")

@@ -14,6 +14,7 @@ import (
 const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 func TestEveryPageRendersUnderTheCSP(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	m := s.register("portrait v1", "train-render")
 	s.deliver(testKey, "msg_r1", payload("train-render", "processing"))
@@ -57,6 +58,7 @@ func TestEveryPageRendersUnderTheCSP(t *testing.T) {
 }
 
 func TestModelsList(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	var ids []string
 	for i := 0; i < 7; i++ {
@@ -170,6 +172,7 @@ func TestModelsList(t *testing.T) {
 }
 
 func TestModelPage(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	ready := s.register("portrait ready", "train-ready")
 	s.deliver(testKey, "msg_p1", payload("train-ready", "processing"))

@@ -124,6 +124,7 @@ func id(ev sseEvent) int {
 }
 
 func TestEventStream(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	st := openStream(t, s.url, nil, "")
 	if ct := st.resp.Header.Get("Content-Type"); ct != "text/event-stream; charset=utf-8" || st.resp.Header.Get("Cache-Control") != "no-store" {
@@ -200,7 +201,9 @@ func standalone(t *testing.T, keep int) (*httptest.Server, *events.Broker) {
 	log := slog.New(slog.DiscardHandler)
 	b := events.NewBroker(keep, log)
 	mux := http.NewServeMux()
-	web.Register(mux, web.Deps{Broker: b, Log: log})
+	dash := web.New(web.Deps{Broker: b, Log: log})
+	dash.Register(mux)
+	mux.Handle("GET /api/events", dash.Events())
 	ts := httptest.NewUnstartedServer(mux)
 	ts.Config.ReadTimeout = 300 * time.Millisecond
 	ts.Config.WriteTimeout = 300 * time.Millisecond
@@ -210,6 +213,7 @@ func standalone(t *testing.T, keep int) (*httptest.Server, *events.Broker) {
 }
 
 func TestEventStreamMissedEvents(t *testing.T) {
+	t.Parallel()
 	ts, b := standalone(t, 2)
 	for i := 0; i < 5; i++ {
 		b.Publish("model", map[string]int{"n": i})
@@ -263,6 +267,7 @@ wait:
 }
 
 func TestEventStreamEndsWhenTheClientGoes(t *testing.T) {
+	t.Parallel()
 	ts, _ := standalone(t, 16)
 	st := openStream(t, ts.URL, nil, "")
 	<-st.events

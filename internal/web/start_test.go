@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"github.com/trainhook/trainhook/internal/apptest"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,20 +20,13 @@ const simToken = "r8_dashboard_test"
 func withSimulator(t *testing.T, o fakereplicate.Options) (*server, *fakereplicate.Server) {
 	t.Helper()
 	o.Token = simToken
-	sim, err := fakereplicate.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim, base := apptest.Sim(t, o)
 	s := start(t, map[string]string{"REPLICATE_BASE_URL": base, "REPLICATE_API_TOKEN": simToken, "TRAINHOOK_API_RATE_LIMIT": "3000"})
 	return s, sim
 }
 
 func TestStartForm(t *testing.T) {
+	t.Parallel()
 	s, sim := withSimulator(t, fakereplicate.Options{Duration: 10 * time.Minute})
 	page := s.get("/models/new")
 	page.has(t, `<label for="trainer">Trainer</label>`, `<textarea id="input" name="input"`, `name="key" value="web-`)

@@ -32,10 +32,8 @@ type Deps struct {
 	APIToken string // when set, the dashboard asks for it once
 	Secure   bool   // APP_URL is https: cookies are Secure
 	Log      *slog.Logger
-	// CORS wraps the JSON API routes (/api/events, /api/deliveries...)
-	// like the rest of the management API, and CORSOrigins are trusted for
-	// their POSTs; nil and empty: same origin only.
-	CORS        func(http.Handler) http.Handler
+	// CORSOrigins are trusted for POSTs to the JSON routes; empty: same
+	// origin only. (httpapi adds the CORS headers.)
 	CORSOrigins []string
 	// AuthFailures limits wrong tokens per client address, shared with the
 	// management API so that guesses count wherever they are sent; nil: no
@@ -64,9 +62,18 @@ type server struct {
 	instance string
 }
 
-// Register adds the dashboard's routes to mux. Every route is listed here.
-func Register(mux *http.ServeMux, d Deps) {
-	s := newServer(d)
+// Dashboard is the dashboard: its HTML pages (Register) and the JSON
+// routes that share its sign-in, which httpapi registers with the rest of
+// the JSON API.
+type Dashboard struct{ s *server }
+
+// New returns the dashboard for d.
+func New(d Deps) *Dashboard { return &Dashboard{s: newServer(d)} }
+
+// Register adds the dashboard's HTML pages and assets to mux. Every page
+// route is listed here; the JSON routes are in httpapi.
+func (dash *Dashboard) Register(mux *http.ServeMux) {
+	s := dash.s
 
 	// Pages. page requires a session (and the token when one is set);
 	// form also checks the origin and the form's CSRF token.
@@ -89,19 +96,6 @@ func Register(mux *http.ServeMux, d Deps) {
 	// Assets, public: they hold nothing secret.
 	mux.HandleFunc("GET /static/{file}", s.assets.serve)
 
-	// JSON and the event stream, for the pages' script and for API clients:
-	// a Bearer token or the session cookie.
-	api := func(h handlerFunc) http.Handler {
-		if d.CORS != nil {
-			return d.CORS(s.api(h))
-		}
-		return s.api(h)
-	}
-	mux.Handle("GET /api/events", api(s.events))
-	mux.Handle("GET /api/deliveries", api(s.apiDeliveries))
-	mux.Handle("GET /api/deliveries/{id}", api(s.apiDelivery))
-	mux.Handle("POST /api/deliveries/{id}/replay", api(s.apiReplay))
-
 	// Anything else outside /api/ is a dashboard page that does not exist,
 	// or a method a page does not take.
 	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
@@ -114,6 +108,21 @@ func Register(mux *http.ServeMux, d Deps) {
 		return s.notFoundPage(w, r)
 	}))
 }
+
+// The JSON routes, for the pages' script and for API clients: a Bearer
+// token or the session cookie (see api).
+
+// Events serves GET /api/events, the Server-Sent Events stream.
+func (dash *Dashboard) Events() http.Handler { return dash.s.api(dash.s.events) }
+
+// Deliveries serves GET /api/deliveries, a page of stored deliveries.
+func (dash *Dashboard) Deliveries() http.Handler { return dash.s.api(dash.s.apiDeliveries) }
+
+// Delivery serves GET /api/deliveries/{id}.
+func (dash *Dashboard) Delivery() http.Handler { return dash.s.api(dash.s.apiDelivery) }
+
+// Replay serves POST /api/deliveries/{id}/replay.
+func (dash *Dashboard) Replay() http.Handler { return dash.s.api(dash.s.apiReplay) }
 
 func newServer(d Deps) *server {
 	if d.Log == nil {

@@ -169,8 +169,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// The server takes this listener, so the port APP_URL names stays ours.
 	addr := l.Addr().String()
-	l.Close()
 	webhooks := "off"
 	if o.Mode == "webhook" {
 		webhooks = "on"
@@ -184,11 +184,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	cfg, err := config.Load(func(k string) string { return vars[k] })
 	if err != nil {
+		l.Close()
 		return res, err
 	}
 	setupCtx, cancelSetup := context.WithDeadline(ctx, deadline)
 	defer cancelSetup()
-	a, err := app.Start(setupCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.StartOn(setupCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), l)
 	if err != nil {
 		return res, err
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,7 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/trainhook/trainhook/internal/app"
-	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
 )
@@ -59,62 +58,27 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: simToken, Duration: trainingRun, Seed: 7})
-	if err != nil {
-		t.Fatal(err)
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: simToken, Duration: trainingRun, Seed: 7})
+	// The webhook URL names the server's own address: it listens first.
+	ln := apptest.Listen(t)
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-
-	// The webhook URL names the server's own address, so pick the port first.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	vars := map[string]string{
+	srv := apptest.Start(t, apptest.Options{Listener: ln, Log: log, Env: map[string]string{
 		"DATABASE_URL":             filepath.Join(t.TempDir(), "trainhook.db"),
-		"ADDR":                     addr,
-		"APP_URL":                  "http://" + addr,
+		"APP_URL":                  apptest.URL(ln),
 		"TRAINHOOK_WEBHOOKS":       "on",
 		"TRAINHOOK_WEBHOOK_EVENTS": "start,logs,completed",
 		"REPLICATE_BASE_URL":       simURL,
 		"REPLICATE_API_TOKEN":      simToken,
 		"TRAINHOOK_API_RATE_LIMIT": "3000",
 		"TRAINHOOK_API_TOKEN":      dashToken,
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("trainhook did not stop within 30s")
-		}
-	})
-	return &stack{sim: sim, app: a, url: a.URL}
+		// The simulator signs with its own random key; the server fetches
+		// it from the account, as it does with no key configured.
+		"REPLICATE_WEBHOOK_SECRET": "",
+	}})
+	return &stack{sim: sim, app: srv.App, url: srv.URL}
 }
 
 // browser is one headless chromium with a fresh profile.

@@ -1,18 +1,15 @@
-package proof
+package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/trainhook/trainhook/internal/app"
-	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/service"
 )
 
@@ -22,20 +19,9 @@ import (
 // at most 1,000 rows: with limit=1000 the answer must still carry
 // next_cursor.
 func TestLargestPageHasANextCursor(t *testing.T) {
-	vars := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "pages.db"), "ADDR": "127.0.0.1:0"}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Parallel()
+	srv := apptest.Start(t, apptest.Options{Env: map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "pages.db")}})
+	a, ctx := srv.App, t.Context()
 
 	const n = 1001
 	var wg sync.WaitGroup

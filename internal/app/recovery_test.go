@@ -1,17 +1,13 @@
-package proof
+package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/trainhook/trainhook/internal/app"
-	"github.com/trainhook/trainhook/internal/config"
+	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/service"
@@ -28,43 +24,20 @@ import (
 // mode; a succeeded one's output names its destination), and indistinct
 // candidates are left alone until something tells them apart.
 func TestRecoveredStartsAreNotCrossed(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"off", "on"} {
 		t.Run("webhooks "+mode, func(t *testing.T) {
+			t.Parallel()
 			// Long trainings: recovery runs before the first webhook could
 			// bind a training to its model.
-			sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_recover", Duration: time.Minute})
-			if err != nil {
-				t.Fatal(err)
-			}
-			simURL, err := sim.Start("127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sim.Close()
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
-			vars := map[string]string{
-				"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "ADDR": addr, "APP_URL": "http://" + addr,
+			sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: "r8_recover", Duration: time.Minute})
+			ln := apptest.Listen(t)
+			a := apptest.Start(t, apptest.Options{Listener: ln, Env: map[string]string{
+				"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "APP_URL": apptest.URL(ln),
 				"TRAINHOOK_WEBHOOKS": mode, "REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_recover",
 				"REPLICATE_WEBHOOK_SECRET": sim.Key().Secret(), "TRAINHOOK_POLL_INTERVAL": "100ms",
-			}
-			cfg, err := config.Load(func(k string) string { return vars[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			a, err := app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				cancel()
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- a.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			}}).App
+			ctx := t.Context()
 
 			// Both creates reach Replicate; both answers are lost.
 			if err := sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.create", Status: 502, Count: 2, After: true}); err != nil {
@@ -134,34 +107,15 @@ func TestRecoveredStartsAreNotCrossed(t *testing.T) {
 // (newest first) until it passes the model's creation, not a fixed number
 // of pages.
 func TestRecoveryLooksPastFivePages(t *testing.T) {
-	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_recover", Duration: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	vars := map[string]string{
-		"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "ADDR": "127.0.0.1:0", "TRAINHOOK_WEBHOOKS": "off",
+	t.Parallel()
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: "r8_recover", Duration: 10 * time.Minute})
+	a := apptest.Start(t, apptest.Options{Env: map[string]string{
+		"DATABASE_URL": filepath.Join(t.TempDir(), "recover.db"), "TRAINHOOK_WEBHOOKS": "off",
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": "r8_recover",
 		// Recovery starts 10 s after the lost answer (2 × the interval).
 		"TRAINHOOK_POLL_INTERVAL": "5s",
-	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	}}).App
+	ctx := t.Context()
 
 	if err := sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.create", Status: 502, After: true}); err != nil {
 		t.Fatal(err)
@@ -189,20 +143,13 @@ func TestRecoveryLooksPastFivePages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	apptest.WaitFor(t, "model "+m.ID+" is recovered", 30*time.Second, func() bool {
 		got, err := a.Store.GetModel(ctx, m.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.TrainingID != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("model %s was not recovered", m.ID)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return got.TrainingID != ""
+	})
 	n := 0
 	for _, tr := range sim.Trainings() {
 		if tr.Destination == dest {

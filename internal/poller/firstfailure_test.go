@@ -1,4 +1,4 @@
-package proof
+package poller_test
 
 import (
 	"context"
