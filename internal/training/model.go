@@ -38,6 +38,17 @@ type Model struct {
 	// CheckAttempts counts the checks in a row that failed (Replicate
 	// unreachable, 404, rate limited); it sets the backoff of the next.
 	CheckAttempts int `json:"check_attempts,omitempty"`
+	// NotFoundSince and NotFoundChecks count the checks in a row that
+	// Replicate answered 404 for the training: after a grace period the
+	// model is Failed rather than polled forever. Any report resets them.
+	NotFoundSince  *time.Time `json:"not_found_since,omitempty"`
+	NotFoundChecks int        `json:"not_found_checks,omitempty"`
+
+	// ArchivedAt is set when a person removed the model: it is hidden from
+	// lists, but kept with its history.
+	ArchivedAt *time.Time `json:"archived_at,omitempty"`
+	// RetryOf is the id of the model this one retried ("" if none).
+	RetryOf string `json:"retry_of,omitempty"`
 
 	// Version increases on every write; updates are conditional on it, so two
 	// writers racing on one record cannot both win.
