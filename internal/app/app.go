@@ -138,7 +138,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 
 	policy := poller.Policy{Webhook: cfg.WebhookMode, Interval: cfg.PollInterval, ReconcileAfter: cfg.ReconcileAfter, Cap: 60 * time.Second, Jitter: poller.RandomJitter}
 	opts := service.Options{Store: a.Store, Metrics: a.Metrics, Logger: log, NextCheck: policy.Next, WebhookEvents: cfg.WebhookEvents,
-		RecoverAfter: min(max(2*cfg.PollInterval, time.Second), 30*time.Second)}
+		RecoverAfter: min(max(2*cfg.PollInterval, time.Second), 30*time.Second), NotFoundGrace: notFoundGrace}
 	a.Broker = events.NewBroker(4096, log)
 	opts.Broker = a.Broker
 	if pg != nil {

@@ -252,7 +252,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		code := map[service.Kind]int{
 			service.Invalid: http.StatusBadRequest, service.NotFound: http.StatusNotFound,
 			service.Conflict: http.StatusConflict, service.Forbidden: http.StatusForbidden,
-			service.Upstream: http.StatusBadGateway,
+			service.Upstream: http.StatusBadGateway, service.Unprocessable: http.StatusUnprocessableEntity,
 		}[e.Kind]
 		writeJSON(w, code, errorBody{e.Msg})
 		return

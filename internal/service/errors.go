@@ -9,12 +9,13 @@ import (
 type Kind int
 
 const (
-	Internal  Kind = iota // our fault: 5xx, details logged, never sent
-	Invalid               // the request is wrong: 400
-	NotFound              // 404
-	Conflict              // 409: it clashes with what is stored
-	Forbidden             // 403: well formed and signed, but not allowed
-	Upstream              // 502: Replicate refused or failed
+	Internal      Kind = iota // our fault: 5xx, details logged, never sent
+	Invalid                   // the request is wrong: 400
+	NotFound                  // 404
+	Conflict                  // 409: it clashes with what is stored
+	Forbidden                 // 403: well formed and signed, but not allowed
+	Upstream                  // 502: Replicate refused or failed
+	Unprocessable             // 422: well formed, but Replicate says it cannot be (no such training)
 )
 
 // Error is a domain error whose message is safe to show to the caller and

@@ -301,6 +301,11 @@ func (s *Service) Cancel(ctx context.Context, id string) (training.Model, error)
 		return m, errorf(Conflict, "model %s has no training on Replicate yet; retry once it is Training", m.ID)
 	}
 	t, err := s.replicate.CancelTraining(ctx, m.TrainingID)
+	if err != nil && replicate.IsNotFound(err) {
+		// Nothing runs on Replicate to cancel: end the model now rather
+		// than leave it to the poller's grace period.
+		return s.failNotFound(ctx, m)
+	}
 	if err != nil {
 		return m, &Error{Kind: Upstream, Msg: fmt.Sprintf("Replicate did not cancel training %s: %v", m.TrainingID, err), Err: err}
 	}
