@@ -101,6 +101,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		}
 		a.Store = s
 		log.Info("database ready", "driver", "sqlite", "path", cfg.DBPath)
+		releaseLeases(ctx, s, log)
 	case config.DriverPostgres:
 		if pg, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
 			return nil, err

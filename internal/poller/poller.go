@@ -102,6 +102,9 @@ type Options struct {
 	RecoverFor time.Duration
 }
 
+// DefaultLease is Options.Lease's default.
+const DefaultLease = 30 * time.Second
+
 // pollShare is the part of the budget the poller spends on average: the
 // rest is headroom for starts, cancels and recoveries, which share the
 // client's limiter (and, on PostgreSQL, other instances' limiters).
@@ -145,7 +148,7 @@ func New(o Options) *Poller {
 		o.Workers = 4
 	}
 	if o.Lease <= 0 {
-		o.Lease = 30 * time.Second
+		o.Lease = DefaultLease
 	}
 	if o.Batch <= 0 {
 		o.Batch = min(max(100*tickCalls(o), 1000), 20000)
