@@ -131,6 +131,14 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Status = st
 	}
+	switch q.Get("archived") {
+	case "", "false":
+	case "true":
+		f.Archived = true
+	default:
+		a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: fmt.Sprintf("archived must be true or false, got %q; archived=true lists removed models too", clipQuery(q.Get("archived")))})
+		return
+	}
 	if s := q.Get("limit"); s != "" {
 		// 0 is refused here: the service reads a zero Limit as "the
 		// default", which a caller who sent limit=0 did not ask for.

@@ -39,6 +39,8 @@ type StartRequest struct {
 	Input          json.RawMessage
 	Metadata       json.RawMessage
 	IdempotencyKey string
+
+	retryOf string // set by Retry: the model this one retries
 }
 
 // ErrRefused wraps Replicate's refusal of a training: the model is Failed
@@ -135,13 +137,17 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 		m := training.Model{
 			ID: training.NewID(now), Name: req.Name, Trainer: req.Trainer, Destination: req.Destination,
 			Input: req.Input, Metadata: md, Status: training.Pending, IdempotencyKey: req.IdempotencyKey,
-			CreatedAt: now, UpdatedAt: now, NextCheckAt: &lease,
+			CreatedAt: now, UpdatedAt: now, NextCheckAt: &lease, RetryOf: req.retryOf,
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
 			return Result{}, nil, fmt.Errorf("insert model: %w", err)
 		}
+		note := "start requested: " + req.Trainer + " → " + req.Destination
+		if req.retryOf != "" {
+			note = "retry of model " + req.retryOf + ": " + req.Trainer + " → " + req.Destination
+		}
 		err := tx.AddHistory(ctx, training.HistoryEntry{ModelID: m.ID, To: training.Pending, Decision: training.Move,
-			Source: training.SourceAPI, At: now, Note: "start requested: " + req.Trainer + " → " + req.Destination})
+			Source: training.SourceAPI, At: now, Note: note})
 		return Result{Outcome: "inserted", Model: &m}, []training.Model{m}, err
 	})
 	if errors.Is(err, store.ErrDuplicate) {
