@@ -46,6 +46,9 @@ failed; 2 for a usage error; 130 when --wait is interrupted.`)
 	switch {
 	case m.Status == training.Canceled:
 		fmt.Fprintf(e.stdout, "Canceled model %s %q (training %s).\n", m.ID, m.Name, orDash(m.TrainingID))
+	case m.Status == training.Failed && m.Error != "":
+		// Replicate had failed it, or has no such training to cancel.
+		fmt.Fprintf(e.stdout, "Model %s %q is Failed: %s\n", m.ID, m.Name, m.Error)
 	case m.Status.Terminal():
 		// Replicate had finished before the cancel reached it.
 		fmt.Fprintf(e.stdout, "Model %s %q had already ended %s on Replicate; nothing was canceled.\n", m.ID, m.Name, m.Status)

@@ -106,6 +106,7 @@ func TestCLIAgainstServer(t *testing.T) {
 		"doctor polling mode, postgres":  testDoctorPollingPostgres,
 		"doctor --json":                  testDoctorJSON,
 		"train input file and flags mix": testTrainInputFile,
+		"models rm and models retry":     testModelsRemoveRetry,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -308,6 +309,9 @@ func testCancel(t *testing.T, s *stack) {
 
 func testModels(t *testing.T, s *stack) {
 	ctx := context.Background()
+	if err := s.sim.AddTraining("modelslistr7k2m9x4c1rm80cq"); err != nil {
+		t.Fatal(err)
+	}
 	reg, err := s.client.Register(ctx, apiclient.RegisterRequest{Name: "registered portrait", TrainingID: "modelslistr7k2m9x4c1rm80cq"})
 	if err != nil {
 		t.Fatal(err)

@@ -75,7 +75,7 @@ func testDoctorHealthy(t *testing.T, s *stack) {
 	expectCheck(t, out, "✔", titleRedirect, "is answered 200 directly")
 	expectCheck(t, out, "✔", titleDelivery, `answered {"outcome":"probe"}`, "nothing was stored")
 	expectCheck(t, out, "✔", titleLarge, "a 5.0 MiB delivery was accepted")
-	expectCheck(t, out, "✔", titleDatabase, s.db, "schema version 2 (up to date)")
+	expectCheck(t, out, "✔", titleDatabase, s.db, "schema version 3 (up to date)")
 	expectCheck(t, out, "✔", titleMode, "webhook mode: APP_URL is "+s.srv.url)
 	mustContain(t, "summary", out, "11 passed, 2 failed, 0 skipped")
 	// The probes were answered without being stored.
@@ -243,6 +243,6 @@ func testDoctorPollingPostgres(t *testing.T, s *stack) {
 		}
 		st.Close()
 		_, out = s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=", "DATABASE_URL="+db)
-		expectCheck(t, out, "✔", titleDatabase, "PostgreSQL, schema version 2 (up to date)")
+		expectCheck(t, out, "✔", titleDatabase, "PostgreSQL, schema version 3 (up to date)")
 	}
 }

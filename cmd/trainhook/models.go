@@ -15,8 +15,15 @@ import (
 )
 
 func runModels(ctx context.Context, args []string, e env) int {
-	if len(args) > 0 && args[0] == "show" {
-		return runModelsShow(ctx, args[1:], e)
+	if len(args) > 0 {
+		switch args[0] {
+		case "show":
+			return runModelsShow(ctx, args[1:], e)
+		case "rm":
+			return runModelsRemove(ctx, args[1:], e)
+		case "retry":
+			return runModelsRetry(ctx, args[1:], e)
+		}
 	}
 	fs := newFlagSet("models", e)
 	server := serverFlag(fs, e)
@@ -25,9 +32,12 @@ func runModels(ctx context.Context, args []string, e env) int {
 	limit := fs.Int("limit", service.DefaultPage, fmt.Sprintf("at most `n` models, 1 to %d", service.MaxPage))
 	cursor := fs.String("cursor", "", "start after the page that printed this `cursor`")
 	asJSON := fs.Bool("json", false, `print the page as JSON: {"models": [...], "next_cursor": "..."}`)
-	fs.Usage = usageFunc(fs, e, "models [flags]\n       trainhook models show ID [--json]", `
+	archived := fs.Bool("archived", false, "list removed models too")
+	fs.Usage = usageFunc(fs, e, "models [flags]\n       trainhook models show ID [--json]\n       trainhook models rm ID\n       trainhook models retry ID", `
 Lists model records, newest first: id, name, status, progress, age and
-Replicate training id. 'models show ID' prints one model and its history.`)
+Replicate training id (or, for a failed model, its error). 'models show ID'
+prints one model and its history; 'models rm ID' removes a finished model
+from lists; 'models retry ID' starts a failed or canceled one again.`)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(e.stderr, "models: unexpected argument %q: did you mean 'trainhook models show %s'?\n", args[0], args[0])
 		return exitUsage
@@ -51,7 +61,7 @@ Replicate training id. 'models show ID' prints one model and its history.`)
 	if !ok {
 		return exitUsage
 	}
-	page, err := c.Models(ctx, apiclient.ListOptions{Status: st, Query: *query, Limit: *limit, Cursor: *cursor})
+	page, err := c.Models(ctx, apiclient.ListOptions{Status: st, Query: *query, Limit: *limit, Cursor: *cursor, Archived: *archived})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "models: %s\n", explain(err, c, ""))
 		return exitFailed
@@ -80,14 +90,21 @@ Replicate training id. 'models show ID' prints one model and its history.`)
 
 func printModelTable(w io.Writer, ms []training.Model, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tPROGRESS\tAGE\tTRAINING")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tPROGRESS\tAGE\tTRAINING / ERROR")
 	for _, m := range ms {
 		st := string(m.Status)
 		if m.Flagged {
 			st += " (flagged)"
 		}
+		if m.ArchivedAt != nil {
+			st += " (removed)"
+		}
+		last := orDash(m.TrainingID)
+		if note := failedNote(m); note != "" {
+			last = note
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, clip(oneLine(m.Name), 40), st, progressCell(m),
-			humanDuration(now.Sub(m.CreatedAt)), orDash(m.TrainingID))
+			humanDuration(now.Sub(m.CreatedAt)), last)
 	}
 	_ = tw.Flush()
 }

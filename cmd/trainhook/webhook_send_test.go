@@ -13,6 +13,9 @@ import (
 func testWebhookSend(t *testing.T, s *stack) {
 	ctx := context.Background()
 	const tid = "whsendr7k2m9x4c1rm80cq3ftw"
+	if err := s.sim.AddTraining(tid); err != nil {
+		t.Fatal(err)
+	}
 	reg, err := s.client.Register(ctx, apiclient.RegisterRequest{Name: "sent by hand", TrainingID: tid})
 	if err != nil {
 		t.Fatal(err)

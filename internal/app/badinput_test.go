@@ -56,6 +56,7 @@ var (
 type matrixServer struct {
 	t      *testing.T
 	app    *App
+	sim    *fakereplicate.Server
 	client *http.Client
 }
 
@@ -104,7 +105,7 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	m := &matrixServer{t: t, app: a, client: &http.Client{Timeout: 30 * time.Second}}
+	m := &matrixServer{t: t, app: a, sim: sim, client: &http.Client{Timeout: 30 * time.Second}}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -154,8 +155,13 @@ func (m *matrixServer) do(method, path string, body io.Reader, h http.Header) ma
 	return matrixResponse{resp.StatusCode, resp.Header, b}
 }
 
+// register registers a training another program started on the
+// simulator's account (registration asks Replicate whether it exists).
 func (m *matrixServer) register(trainingID string) training.Model {
 	m.t.Helper()
+	if err := m.sim.AddTraining(trainingID); err != nil {
+		m.t.Fatal(err)
+	}
 	r := m.do("POST", "/api/models", strings.NewReader(fmt.Sprintf(`{"name":"matrix %s","training_id":%q}`, trainingID, trainingID)),
 		http.Header{"Authorization": {"Bearer " + matrixAPIToken}, "Content-Type": {"application/json"}})
 	if r.code != http.StatusCreated {
@@ -397,8 +403,9 @@ func TestBadInputMatrix(t *testing.T) {
 		{"API: model id with SQL", "GET", "/api/models/x'%20OR%20'1'='1", api(nil), nil, 404, "no model with id"},
 		{"API: model id with a NUL", "GET", "/api/models/%00", api(nil), nil, 404, "no model with id"},
 		{"API: cancel an unknown model", "POST", "/api/models/01zzzzzzzzzzzzzzzzzzzzzzzz/cancel", api(nil), nil, 404, "no model with id"},
-		{"API: cancel, Replicate does not know the training", "POST", "/api/models/" + a.ID + "/cancel", api(nil), nil, 502, "Replicate did not cancel training matrix-train-a"},
-		{"API: DELETE a model", "DELETE", "/api/models/" + a.ID, api(nil), nil, 405, "DELETE is not allowed"},
+		{"API: cancel, Replicate refuses", "POST", "/api/models/" + a.ID + "/cancel", api(nil), nil, 502, "Replicate did not cancel training matrix-train-a"},
+		{"API: remove a running model", "DELETE", "/api/models/" + a.ID, api(nil), nil, 409, "cancel it first"},
+		{"API: PUT a model", "PUT", "/api/models/" + a.ID, api(nil), nil, 405, "PUT is not allowed"},
 		{"API: unknown endpoint", "GET", "/api/admin", api(nil), nil, 404, "no such API endpoint"},
 	}
 
@@ -420,6 +427,10 @@ func TestBadInputMatrix(t *testing.T) {
 				t.Errorf("the database changed: %s", diff)
 			}
 		})
+	}
+	// The cancel row's refusal (the only cancel sent).
+	if err := m.sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.cancel", Status: 403, Count: 1}); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range rows {
 		run(c)
