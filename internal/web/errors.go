@@ -61,7 +61,7 @@ func statusOf(err error) (int, string, bool) {
 		code := map[service.Kind]int{
 			service.Invalid: http.StatusBadRequest, service.NotFound: http.StatusNotFound,
 			service.Conflict: http.StatusConflict, service.Forbidden: http.StatusForbidden,
-			service.Upstream: http.StatusBadGateway,
+			service.Upstream: http.StatusBadGateway, service.Unprocessable: http.StatusUnprocessableEntity,
 		}[e.Kind]
 		return code, e.Msg, true
 	}

@@ -230,6 +230,9 @@ type modelView struct {
 	Input       string
 	Metadata    string
 	WebhookMode bool
+	CanRemove   bool
+	CanRetry    bool
+	RetryKey    string // idempotency key of the retry form: a double submit starts one training
 }
 
 type historyRow struct {
@@ -339,6 +342,8 @@ var modelNotices = map[string]string{
 	"start-pending":    "Replicate could not be reached to start the training. The model stays Pending and trainhook will finish starting it, without creating a second training.",
 	"cancel-requested": "Cancellation requested. Replicate confirms it in a moment; this page updates by itself.",
 	"canceled":         "The training was canceled.",
+	"removed":          "Removed from the list. The model and its history are kept here.",
+	"retried":          "A new training was started with the same trainer, destination and input.",
 }
 
 func (s *server) loadModel(r *http.Request) (modelView, error) {
@@ -365,6 +370,11 @@ func (s *server) loadModel(r *http.Request) (modelView, error) {
 		v.CancelNote = "It can be canceled once Replicate has accepted the training."
 	default:
 		v.CanCancel = true
+	}
+	v.CanRemove = d.Status.Terminal() && d.ArchivedAt == nil
+	v.CanRetry = (d.Status == training.Failed || d.Status == training.Canceled) && d.Trainer != "" && d.Destination != ""
+	if v.CanRetry {
+		v.RetryKey = newKey()
 	}
 	return v, nil
 }

@@ -322,6 +322,34 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.screenshot("06-model-failed")
 	})
 
+	t.Run("a failed model is retried and removed from its page", func(t *testing.T) {
+		failedID := b.eval(`document.body.dataset.modelId`)
+		if b.eval(`document.querySelector('.status-line').dataset.status`) != "Failed" {
+			t.Fatal("not on the failed model's page")
+		}
+		b.do(chromedp.Click(css("#retry-button")), chromedp.WaitVisible(css("#retry-of")))
+		if got := b.eval(`document.getElementById('retry-of').textContent`); got != failedID {
+			t.Fatalf("the new model is a retry of %q, want %q", got, failedID)
+		}
+		if newID := b.eval(`document.body.dataset.modelId`); newID == failedID || newID == "" {
+			t.Fatalf("not on a new model's page after retrying: %q", newID)
+		}
+		b.screenshot("06b-model-retried")
+
+		b.do(chromedp.Navigate(s.url + "/"))
+		b.waitFor("the failed row to say why", fmt.Sprintf(`document.querySelector('tr[data-model-id=%q] .error-text')?.textContent.includes('CUDA out of memory')`, failedID), 5*time.Second)
+		b.screenshot("06c-models-failed-error")
+
+		b.do(chromedp.Navigate(s.url+"/models/"+failedID), chromedp.WaitVisible(css("#remove-button")))
+		b.eval(`(window.confirm = () => true, 'ok')`)
+		b.do(chromedp.Click(css("#remove-button")), chromedp.WaitVisible(css("#removed")))
+		b.screenshot("06d-model-removed")
+		b.do(chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(css("table.models")))
+		if b.eval(fmt.Sprintf(`document.querySelector('tr[data-model-id=%q]') ? 'listed' : 'gone'`, failedID)) != "gone" {
+			t.Fatal("the removed model is still in the list")
+		}
+	})
+
 	t.Run("a forged delivery is refused; a stored one replays", func(t *testing.T) {
 		forger, _ := replicate.ParseKey("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
 		body, _ := json.Marshal(map[string]any{"id": "forged-training", "status": "succeeded", "output": map[string]string{"weights": "https://evil.example/w.tar"}})
