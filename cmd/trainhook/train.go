@@ -36,7 +36,7 @@ ended Failed or Canceled; 2 for a usage error; 130 when --wait is
 interrupted (Ctrl-C), which stops watching and cancels nothing.
 
 Example:
-  trainhook train --trainer ostris/flux-dev-lora-trainer --destination acme/portrait-lora \
+  trainhook train --trainer ostris/flux-dev-lora-trainer --destination trainhook-sim/portrait-lora \
     --input input_images=https://example.com/zkx.zip --input trigger_word=ZKX --input steps=1000 --wait`)
 	if _, code, ok := parseFlags(fs, args, e, 0, ""); !ok {
 		return code

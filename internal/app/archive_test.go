@@ -145,3 +145,14 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// A destination under another account is refused by Replicate with 403;
+// the failed model says so and names the account to use.
+func TestDestinationOfAnotherOwner(t *testing.T) {
+	s, _ := withSim(t, "off", fakereplicate.Options{}, nil)
+	code, m, msg := s.startTraining(`{"trainer":"ostris/flux-dev-lora-trainer","destination":"acme/portrait-lora","input":{}}`, nil)
+	want := "you may not create models under acme: the token belongs to trainhook-sim, so use a destination such as trainhook-sim/portrait-lora"
+	if code != http.StatusUnprocessableEntity || m.Status != training.Failed || !strings.Contains(m.Error, want) || !strings.Contains(msg, want) {
+		t.Fatalf("start under acme: %d, model %s %q, error %q; want 422 and a Failed model saying %q", code, m.Status, m.Error, msg, want)
+	}
+}

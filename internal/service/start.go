@@ -245,12 +245,34 @@ func (s *Service) ensureDestination(ctx context.Context, dest string) error {
 		Owner: owner, Name: name, Visibility: "private", Hardware: "cpu",
 		Description: "Fine-tunes created by trainhook",
 	})
+	if err != nil && replicate.StatusCode(err) == http.StatusForbidden {
+		return fmt.Errorf("%s: %w", s.notYourOwner(ctx, owner, name), err)
+	}
 	if err != nil && !replicate.IsConflict(err) {
 		return fmt.Errorf("create destination model %s: %w", dest, err)
 	}
 	s.log.Info("destination model ready", "destination", dest, "created", err == nil)
 	s.destinations.Store(dest, true)
 	return nil
+}
+
+// notYourOwner says why Replicate refused (403) to create a destination:
+// the token's account may not create models under owner. It names the
+// account when Replicate says which it is (one more call, on this failure
+// only).
+func (s *Service) notYourOwner(ctx context.Context, owner, name string) string {
+	msg := fmt.Sprintf("you may not create models under %s: the destination must belong to the account of REPLICATE_API_TOKEN (or an organization it belongs to)", owner)
+	acc, ok := s.replicate.(interface {
+		Account(context.Context) (replicate.Account, error)
+	})
+	if !ok {
+		return msg
+	}
+	a, err := acc.Account(ctx)
+	if err != nil || a.Username == "" || a.Username == owner {
+		return msg
+	}
+	return fmt.Sprintf("you may not create models under %s: the token belongs to %s, so use a destination such as %s/%s", owner, a.Username, a.Username, name)
 }
 
 // startFailed records why a start did not go through. A refusal (4xx) fails
