@@ -104,6 +104,7 @@ func TestCLIAgainstServer(t *testing.T) {
 		"doctor bad Replicate token":     testDoctorBadToken,
 		"doctor invalid configuration":   testDoctorInvalidConfig,
 		"doctor polling mode, postgres":  testDoctorPollingPostgres,
+		"doctor polling mode, local":     testDoctorPollingLocal,
 		"doctor --json":                  testDoctorJSON,
 		"train input file and flags mix": testTrainInputFile,
 		"models rm and models retry":     testModelsRemoveRetry,

@@ -113,8 +113,9 @@ func runDemo(ctx context.Context, args []string, e env) int {
 	if cfg.WebhookMode {
 		mode = "webhooks (the simulator posts signed deliveries to " + cfg.WebhookURL + ")"
 	}
-	fmt.Fprintf(e.stdout, "trainhook demo\n  dashboard:  %s/\n  API:        %s/api/models\n  simulator:  %s (Replicate's API, on this machine)\n  mode:       %s\n  data:       %s (log: %s)\n\n",
-		a.URL, a.URL, simURL, mode, *data, logPath)
+	fmt.Fprintf(e.stdout, "trainhook demo\n  dashboard:  %s/\n  API:        %s/api/models\n  simulator:  %s (Replicate's API, on this machine)\n  account:    %s (the simulator's account: destinations are %s/<name>)\n  mode:       %s\n  data:       %s (log: %s)\n\n",
+		a.URL, a.URL, simURL, sim.Username(), sim.Username(), mode, *data, logPath)
+	printDemoEnv(e, a.URL, sim.Key().String(), vars)
 
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	input := json.RawMessage(`{"input_images":"https://example.com/datasets/zkx.zip","trigger_word":"ZKX","steps":1000,"lora_rank":16}`)
@@ -185,4 +186,17 @@ func resolvePort(addr string) (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// printDemoEnv prints what a second terminal needs: the client commands'
+// variables, and the demo server's configuration for trainhook doctor.
+func printDemoEnv(e env, url, secret string, vars map[string]string) {
+	db := vars["DATABASE_URL"]
+	if abs, err := filepath.Abs(db); err == nil {
+		db = abs
+	}
+	fmt.Fprintf(e.stdout, "In a second terminal, for train, models, watch, cancel and webhook send:\n  export %s=%s REPLICATE_WEBHOOK_SECRET=%s\n", envServerURL, url, secret)
+	fmt.Fprintf(e.stdout, "and for trainhook doctor, the demo server's configuration as well:\n  export %s=%s %s=%s %s=%s %s=%s %s=%s\n\n",
+		config.EnvAppURL, vars["APP_URL"], config.EnvWebhooks, vars["TRAINHOOK_WEBHOOKS"],
+		config.EnvReplicateBaseURL, vars["REPLICATE_BASE_URL"], config.EnvReplicateToken, vars["REPLICATE_API_TOKEN"], config.EnvDatabaseURL, db)
 }
