@@ -48,7 +48,7 @@ const staleAge = 10 * time.Minute
 
 func runWebhookSend(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("webhook send", e)
-	target := fs.String("url", "", "where to send: trainhook's base `URL` (the webhook path is appended) or the full webhook URL; a query string is kept (required)")
+	target := fs.String("url", strings.TrimSpace(e.getenv(envServerURL)), "where to send: trainhook's base `URL` (the webhook path is appended) or the full webhook URL; a query string is kept (required; "+envServerURL+" sets the default)")
 	trainingID := fs.String("training-id", "", "the Replicate training `id` the payload reports (required)")
 	status := fs.String("status", "", "the training's `status`: succeeded, failed, canceled or processing (also starting, aborted) (required)")
 	secretFlag := fs.String("secret", "", "the signing `key` (whsec_...); default REPLICATE_WEBHOOK_SECRET (its first key)")
@@ -63,7 +63,7 @@ func runWebhookSend(ctx context.Context, args []string, e env) int {
 	logsSize := fs.String("logs-size", "", "pad the logs to about this `size` (such as 5MiB), to test body limits")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up on the request after this `duration`")
 	asJSON := fs.Bool("json", false, "print the request and the answer as JSON")
-	fs.Usage = usageFunc(fs, e, "webhook send --url URL --training-id ID --status STATUS [flags]", `
+	fs.Usage = usageFunc(fs, e, "webhook send [--url URL] --training-id ID --status STATUS [flags]", `
 Sends a realistic Replicate training webhook (the training object as
 GET /v1/trainings/{id} returns it, with a long LoRA trainer log), signed
 exactly as Replicate signs it (webhook-id, webhook-timestamp,
@@ -81,7 +81,7 @@ Exit status: 0 when the answer is 2xx; 1 otherwise (including the 401 that
 		return exitUsage
 	}
 	var missing []string
-	for _, f := range []struct{ name, v string }{{"--url", *target}, {"--training-id", *trainingID}, {"--status", *status}} {
+	for _, f := range []struct{ name, v string }{{"--url (or " + envServerURL + ")", *target}, {"--training-id", *trainingID}, {"--status", *status}} {
 		if strings.TrimSpace(f.v) == "" {
 			missing = append(missing, f.name)
 		}
