@@ -96,6 +96,7 @@ func TestCLIAgainstServer(t *testing.T) {
 		"client errors":                  testClientErrors,
 		"webhook send":                   testWebhookSend,
 		"webhook send refusals":          testWebhookSendRefused,
+		"webhook send --model":           testWebhookSendToStartedModel,
 		"doctor healthy":                 testDoctorHealthy,
 		"doctor redirect":                testDoctorRedirect,
 		"doctor wrong key":               testDoctorWrongKey,

@@ -304,6 +304,25 @@ func (c *Client) Retry(ctx context.Context, id, idemKey string) (CreateResult, e
 	return c.post(ctx, "/api/models/"+url.PathEscape(id)+"/retry", nil, idemKey)
 }
 
+// ModelWebhook is GET /api/models/{id}/webhook's answer.
+type ModelWebhook struct {
+	ModelID    string `json:"model_id"`
+	TrainingID string `json:"training_id,omitempty"`
+	Token      string `json:"token"`
+	URL        string `json:"url,omitempty"` // "" in polling mode
+}
+
+// Webhook returns a model's webhook token (and URL in webhook mode), which
+// binds deliveries to the model.
+func (c *Client) Webhook(ctx context.Context, id string) (ModelWebhook, error) {
+	if err := checkID(id); err != nil {
+		return ModelWebhook{}, err
+	}
+	var w ModelWebhook
+	err := c.getJSON(ctx, "/api/models/"+url.PathEscape(id)+"/webhook", nil, &w)
+	return w, err
+}
+
 // CancelResult is the answer to Cancel.
 type CancelResult struct {
 	Model training.Model `json:"model"`

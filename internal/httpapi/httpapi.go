@@ -77,6 +77,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("POST /api/models/{id}/cancel", protect(http.HandlerFunc(a.cancelModel)))
 	mux.Handle("DELETE /api/models/{id}", protect(http.HandlerFunc(a.archiveModel)))
 	mux.Handle("POST /api/models/{id}/retry", protect(http.HandlerFunc(a.retryModel)))
+	mux.Handle("GET /api/models/{id}/webhook", protect(http.HandlerFunc(a.modelWebhook)))
 	mux.Handle("GET /api/status", protect(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var st any = struct{}{}
 		if a.cfg.Status != nil {

@@ -52,3 +52,14 @@ func (a *API) retryModel(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/api/models/"+m.ID)
 	writeJSON(w, code, m)
 }
+
+// modelWebhook answers GET /api/models/{id}/webhook: the model's webhook
+// token and URL.
+func (a *API) modelWebhook(w http.ResponseWriter, r *http.Request) {
+	wh, err := a.svc.Webhook(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.WriteError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wh)
+}

@@ -77,3 +77,32 @@ func (s *Service) Retry(ctx context.Context, id, idempotencyKey string) (trainin
 		Metadata: old.Metadata, IdempotencyKey: idempotencyKey, retryOf: old.ID,
 	})
 }
+
+// ModelWebhook is where deliveries for a model go: the token that binds
+// them to it, and the whole URL in webhook mode.
+type ModelWebhook struct {
+	ModelID    string `json:"model_id"`
+	TrainingID string `json:"training_id,omitempty"`
+	Token      string `json:"token"`
+	// URL is the webhook URL trainings trainhook starts for the model are
+	// created with; "" in polling mode (Replicate is given none).
+	URL string `json:"url,omitempty"`
+}
+
+// Webhook returns a model's webhook token and URL, for a person testing
+// the endpoint by hand (trainhook webhook send --model). The API token
+// guards it, as it guards starting and canceling.
+func (s *Service) Webhook(ctx context.Context, id string) (ModelWebhook, error) {
+	m, err := s.store.GetModel(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return ModelWebhook{}, errorf(NotFound, "no model with id %q", truncate(id, 40))
+	}
+	if err != nil {
+		return ModelWebhook{}, fmt.Errorf("get model %s: %w", id, err)
+	}
+	w := ModelWebhook{ModelID: m.ID, TrainingID: m.TrainingID, Token: s.ModelToken(m.ID)}
+	if s.webhookURL != "" {
+		w.URL = s.ModelWebhookURL(m.ID)
+	}
+	return w, nil
+}
