@@ -109,6 +109,7 @@ func TestCLIAgainstServer(t *testing.T) {
 		"doctor --json":                  testDoctorJSON,
 		"train input file and flags mix": testTrainInputFile,
 		"models rm and models retry":     testModelsRemoveRetry,
+		"usage edges against a server":   testClientUsageEdges,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -434,7 +435,7 @@ func testTrainInputFile(t *testing.T, s *stack) {
 		t.Fatalf("bad file: exit %d: %s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, s.clientEnv(), "train", "--trainer", "nope", "--destination", "trainhook-sim/bad")
-	if code != 1 || !strings.Contains(errOut, `"trainer" must be owner/model`) {
-		t.Fatalf("bad trainer: exit %d: %s", code, errOut)
+	if code != 2 || !strings.Contains(errOut, `"trainer" must be owner/model`) {
+		t.Fatalf("bad trainer: exit %d, want 2 (a usage error): %s", code, errOut)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -83,7 +84,7 @@ from lists; 'models retry ID' starts a failed or canceled one again.`)
 	}
 	printModelTable(e.stdout, page.Models, time.Now())
 	if page.NextCursor != "" {
-		fmt.Fprintf(e.stdout, "\nMore: trainhook models --cursor %s (with the same filters)\n", page.NextCursor)
+		fmt.Fprintf(e.stdout, "\nMore: %s\n", nextPageCommand(page.NextCursor, st, *query, *limit, *archived))
 	}
 	return exitOK
 }
@@ -238,4 +239,31 @@ func when(t time.Time, now time.Time) string {
 		return ""
 	}
 	return fmt.Sprintf("%s (%s ago)", t.UTC().Format("2006-01-02 15:04:05 UTC"), humanDuration(now.Sub(t)))
+}
+
+// nextPageCommand is the command that prints the next page: the same
+// filters and page size, and the cursor.
+func nextPageCommand(cursor string, st training.Status, query string, limit int, archived bool) string {
+	args := []string{"trainhook", "models"}
+	if st != "" {
+		args = append(args, "--status", string(st))
+	}
+	if query != "" {
+		args = append(args, "--query", shellQuote(query))
+	}
+	if limit != service.DefaultPage {
+		args = append(args, "--limit", strconv.Itoa(limit))
+	}
+	if archived {
+		args = append(args, "--archived")
+	}
+	return strings.Join(append(args, "--cursor", cursor), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+=,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

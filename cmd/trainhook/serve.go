@@ -23,7 +23,7 @@ func runServe(ctx context.Context, args []string, e env) int {
 		fmt.Fprint(e.stderr, "\nEnvironment:\n")
 		_ = config.WriteHelp(e.stderr)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseQuiet(fs, args, e); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

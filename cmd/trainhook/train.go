@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
@@ -80,6 +81,9 @@ Example:
 		return exitFailed
 	case err != nil:
 		fmt.Fprintf(e.stderr, "train: %s\n", explain(err, c, ""))
+		if apiclient.StatusCode(err) == http.StatusBadRequest {
+			return exitUsage // the server found the flags' values wrong
+		}
 		return exitFailed
 	}
 
