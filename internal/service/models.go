@@ -201,7 +201,7 @@ func (s *Service) Model(ctx context.Context, id string) (ModelDetail, error) {
 	if h == nil {
 		h = []training.HistoryEntry{}
 	}
-	return ModelDetail{Model: m, History: h}, nil
+	return ModelDetail{Model: training.WithETA(m), History: h}, nil
 }
 
 // Models lists models newest first; it returns the next page's cursor ("" at the end).
@@ -239,6 +239,9 @@ func (s *Service) Models(ctx context.Context, f store.ModelFilter) ([]training.M
 	}
 	if ms == nil {
 		ms = []training.Model{}
+	}
+	for i := range ms {
+		ms[i] = training.WithETA(ms[i])
 	}
 	return ms, next, nil
 }

@@ -331,22 +331,11 @@ func (s *Service) runBatch(batch []*job) {
 	}
 }
 
-// maxEventLog is how much of the log tail an event carries; the model's
-// page reads the rest.
-const maxEventLog = 2 << 10
-
-// publish announces a committed change. Events are kept for resumption, so
-// they carry the model without its input and with a short log tail.
+// publish announces a committed change. Events are kept for resumption and
+// go to every open dashboard, so they carry the model's summary: no log
+// tail (the model's page reads it), no input.
 func (s *Service) publish(m training.Model) {
-	m.Input, m.IdempotencyKey = nil, ""
-	if len(m.LogTail) > maxEventLog {
-		tail := m.LogTail[len(m.LogTail)-maxEventLog:]
-		for len(tail) > 0 && tail[0]&0xC0 == 0x80 { // not mid-character
-			tail = tail[1:]
-		}
-		m.LogTail = tail
-	}
-	s.broker.Publish("model", m)
+	s.broker.Publish("model", training.Summary(m))
 }
 
 // applyJob is Apply for one report inside the batch's transaction. It

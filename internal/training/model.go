@@ -60,6 +60,10 @@ type Progress struct {
 	Percent float64 `json:"percent"`
 	Step    int     `json:"step,omitempty"`
 	Total   int     `json:"total,omitempty"`
+	// ETASeconds is the time left by the trainer's own estimate (tqdm's
+	// "[elapsed<left]"), as of the model's UpdatedAt. It is not stored: it
+	// is read from the log tail (WithETA).
+	ETASeconds int `json:"eta_seconds,omitempty"`
 }
 
 // Source says where a report came from.
@@ -120,4 +124,27 @@ type Delivery struct {
 	// ReplayOf is the id of the delivery this one replayed (0: none).
 	ReplayOf int64  `json:"replay_of,omitempty"`
 	Payload  []byte `json:"-"`
+}
+
+// Summary is m as lists and live events carry it: without its log tail
+// (kilobytes per model; the single model's read has it), input or
+// idempotency key.
+func Summary(m Model) Model {
+	m = WithETA(m)
+	m.LogTail, m.Input, m.IdempotencyKey = "", nil, ""
+	return m
+}
+
+// WithETA sets m.Progress.ETASeconds from the last progress line of its log
+// tail while the training runs (0 once it has ended, or without an
+// estimate).
+func WithETA(m Model) Model {
+	m.Progress.ETASeconds = 0
+	if m.Status.Terminal() {
+		return m
+	}
+	if p, ok := ParseProgress(m.LogTail); ok {
+		m.Progress.ETASeconds = p.ETASeconds
+	}
+	return m
 }

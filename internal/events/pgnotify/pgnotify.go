@@ -295,20 +295,11 @@ func (b *Bridge) receive(ctx context.Context, payload string) {
 	b.broker.Publish(n.Type, EventModel(m))
 }
 
-// EventModel shapes a model as the service's events carry it: without its
-// input and idempotency key, with at most 2 KB of log tail. (It mirrors
-// service.publish, for models loaded after an oversized notification.)
+// EventModel shapes a model as the service's events carry it: its
+// summary, without log tail or input (see service.publish), for models
+// loaded after an oversized notification.
 func EventModel(m training.Model) training.Model {
-	const maxEventLog = 2 << 10
-	m.Input, m.IdempotencyKey = nil, ""
-	if len(m.LogTail) > maxEventLog {
-		tail := m.LogTail[len(m.LogTail)-maxEventLog:]
-		for len(tail) > 0 && tail[0]&0xC0 == 0x80 { // not mid-character
-			tail = tail[1:]
-		}
-		m.LogTail = tail
-	}
-	return m
+	return training.Summary(m)
 }
 
 // versions remembers the newest version of each model this instance has
