@@ -164,6 +164,14 @@ func TestProgressLines(t *testing.T) {
 	if got := plainLine(m, 1500*time.Millisecond); got != "[    1.5s] Training  27% (step 270/1000)" {
 		t.Errorf("plain: %q", got)
 	}
+	// With the trainer's estimate, as of now.
+	m.Progress.ETASeconds, m.UpdatedAt = 125, time.Now()
+	if got := barLine(m, 62*time.Second); got != "Training  [██████▍░░░░░░░░░░░░░░░░░]  27%  270/1000  1m02s, about 2 min left" {
+		t.Errorf("bar with time left: %q", got)
+	}
+	if got := plainLine(m, 1500*time.Millisecond); got != "[    1.5s] Training  27% (step 270/1000), about 2 min left" {
+		t.Errorf("plain with time left: %q", got)
+	}
 	if got := barLine(training.Model{Status: training.Pending}, 3*time.Second); got != "Pending   waiting for Replicate  3s" {
 		t.Errorf("pending: %q", got)
 	}

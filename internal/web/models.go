@@ -74,7 +74,8 @@ func (m modelRow) DurationPrefix() string {
 	return "running"
 }
 
-// ProgressText is "40% · step 400 of 1000", or what stands for it.
+// ProgressText is "40% · step 400 of 1000 · about 2 min left", or what
+// stands for it.
 func (m modelRow) ProgressText() string {
 	p := m.Progress
 	switch {
@@ -82,10 +83,15 @@ func (m modelRow) ProgressText() string {
 		return "waiting to start"
 	case p.Percent == 0 && p.Total == 0:
 		return "starting"
-	case p.Total > 0:
-		return strconv.FormatFloat(p.Percent, 'f', 0, 64) + "% · step " + strconv.Itoa(p.Step) + " of " + strconv.Itoa(p.Total)
 	}
-	return strconv.FormatFloat(p.Percent, 'f', 0, 64) + "%"
+	text := strconv.FormatFloat(p.Percent, 'f', 0, 64) + "%"
+	if p.Total > 0 {
+		text += " · step " + strconv.Itoa(p.Step) + " of " + strconv.Itoa(p.Total)
+	}
+	if left := training.TimeLeft(m.Model, m.Now); left != "" {
+		text += " · " + left
+	}
+	return text
 }
 
 // modelsView is the list page.
