@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trainhook/trainhook/internal/fakereplicate"
 )
 
 // Lists and live events carry each model's summary: status, progress with
@@ -63,5 +65,26 @@ func TestListsAndEventsCarryASummary(t *testing.T) {
 	}
 	if d := s.model(m.ID); d.Progress.ETASeconds != 0 {
 		t.Errorf("Ready model has eta %d", d.Progress.ETASeconds)
+	}
+}
+
+// A training links to its page on replicate.com, from the urls.web
+// Replicate reports, in the API and on the dashboard.
+func TestTrainingLinksToReplicate(t *testing.T) {
+	s, _ := withSim(t, "off", fakereplicate.Options{Duration: time.Hour}, nil)
+	code, m, msg := s.startTraining(startBody("linked"), nil)
+	if code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, msg)
+	}
+	want := "https://replicate.com/p/" + m.TrainingID
+	if m.WebURL != want {
+		t.Fatalf("web_url %q, want %q", m.WebURL, want)
+	}
+	page := s.do("GET", "/models/"+m.ID, nil, nil)
+	if !strings.Contains(string(page.body), `id="replicate-link" href="`+want+`"`) {
+		t.Errorf("the model page does not link to %s", want)
+	}
+	if list := s.do("GET", "/", nil, nil); !strings.Contains(string(list.body), `<a href="`+want+`"`) {
+		t.Errorf("the list does not link to %s", want)
 	}
 }

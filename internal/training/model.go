@@ -49,6 +49,9 @@ type Model struct {
 	ArchivedAt *time.Time `json:"archived_at,omitempty"`
 	// RetryOf is the id of the model this one retried ("" if none).
 	RetryOf string `json:"retry_of,omitempty"`
+	// WebURL is the training's page on replicate.com, from the urls.web
+	// Replicate reports; "" until a report carries one.
+	WebURL string `json:"web_url,omitempty"`
 
 	// Version increases on every write; updates are conditional on it, so two
 	// writers racing on one record cannot both win.
@@ -89,6 +92,9 @@ type Observation struct {
 	Source      Source
 	SourceRef   string // webhook-id for webhooks
 	At          time.Time
+	// WebURL is the training's page on replicate.com (urls.web), when the
+	// report carries it.
+	WebURL string
 }
 
 // HistoryEntry records one transition, or one flagged conflict, of a model.

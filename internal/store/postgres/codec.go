@@ -141,7 +141,7 @@ func rawJSON(b []byte) json.RawMessage {
 const modelColumns = `id, name, training_id, trainer, destination, input, status, remote_status,
 	output, error, progress_percent, progress_step, progress_total, log_tail, log_len, metadata,
 	flagged, idempotency_key, created_at, started_at, completed_at, updated_at, next_check_at,
-	check_attempts, not_found_since, not_found_checks, archived_at, retry_of, version`
+	check_attempts, not_found_since, not_found_checks, archived_at, retry_of, web_url, version`
 
 // prefixed returns a column list with each name qualified by table alias p.
 func prefixed(p, columns string) string {
@@ -167,7 +167,7 @@ func scanModel(row pgx.Row) (training.Model, error) {
 	err := row.Scan(&m.ID, &m.Name, &m.TrainingID, &m.Trainer, &m.Destination, &input, &status, &m.RemoteStatus,
 		&output, &m.Error, &m.Progress.Percent, &step, &total, &m.LogTail, &logLen, &metadata,
 		&m.Flagged, &m.IdempotencyKey, &created, &started, &done, &updated, &next,
-		&attempts, &notFound, &notFoundChecks, &archived, &m.RetryOf, &m.Version)
+		&attempts, &notFound, &notFoundChecks, &archived, &m.RetryOf, &m.WebURL, &m.Version)
 	if err != nil {
 		return training.Model{}, err
 	}
@@ -181,7 +181,7 @@ func scanModel(row pgx.Row) (training.Model, error) {
 }
 
 // modelArgs are the values of every column but version, in the order of
-// insertModelSQL and updateModelSQL: $1..$28, then id as $29.
+// insertModelSQL and updateModelSQL: $1..$29, then id as $30.
 func modelArgs(m *training.Model) ([]any, error) {
 	var e encoder
 	args := []any{
@@ -194,7 +194,7 @@ func modelArgs(m *training.Model) ([]any, error) {
 		e.timePtr("completed_at", m.CompletedAt), e.time("updated_at", m.UpdatedAt),
 		e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
 		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks),
-		e.timePtr("archived_at", m.ArchivedAt), text(m.RetryOf),
+		e.timePtr("archived_at", m.ArchivedAt), text(m.RetryOf), text(m.WebURL),
 		text(m.ID),
 	}
 	return args, e.err

@@ -88,7 +88,7 @@ func rawJSON(b []byte) json.RawMessage {
 const modelColumns = `id, name, training_id, trainer, destination, input, status, remote_status,
 	output, error, progress_percent, progress_step, progress_total, log_tail, log_len, metadata,
 	flagged, idempotency_key, created_at, started_at, completed_at, updated_at, next_check_at,
-	check_attempts, not_found_since, not_found_checks, archived_at, retry_of, version`
+	check_attempts, not_found_since, not_found_checks, archived_at, retry_of, web_url, version`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -105,7 +105,7 @@ func scanModel(row scanner) (training.Model, error) {
 	err := row.Scan(&m.ID, &m.Name, &m.TrainingID, &m.Trainer, &m.Destination, &input, &status, &m.RemoteStatus,
 		&output, &m.Error, &m.Progress.Percent, &m.Progress.Step, &m.Progress.Total, &m.LogTail, &m.LogLen, &metadata,
 		&flagged, &m.IdempotencyKey, &created, &started, &done, &updated, &next,
-		&m.CheckAttempts, &notFound, &m.NotFoundChecks, &archived, &m.RetryOf, &m.Version)
+		&m.CheckAttempts, &notFound, &m.NotFoundChecks, &archived, &m.RetryOf, &m.WebURL, &m.Version)
 	if err != nil {
 		return training.Model{}, err
 	}
@@ -134,7 +134,7 @@ func modelArgs(m *training.Model) ([]any, error) {
 		e.timePtr("completed_at", m.CompletedAt), e.time("updated_at", m.UpdatedAt),
 		e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
 		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks),
-		e.timePtr("archived_at", m.ArchivedAt), m.RetryOf,
+		e.timePtr("archived_at", m.ArchivedAt), m.RetryOf, m.WebURL,
 		m.ID, // last but one or last: see the SQL
 	}
 	return args, e.err
@@ -145,7 +145,7 @@ func modelArgs(m *training.Model) ([]any, error) {
 const modelStateColumns = `status = ?, remote_status = ?, output = ?, error = ?,
 	progress_percent = ?, progress_step = ?, progress_total = ?, log_tail = ?, log_len = ?,
 	flagged = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?,
-	not_found_since = ?, not_found_checks = ?, archived_at = ?`
+	not_found_since = ?, not_found_checks = ?, archived_at = ?, web_url = ?`
 
 // modelStateArgs are the values of modelStateColumns, then the id.
 func modelStateArgs(m *training.Model) ([]any, error) {
@@ -155,7 +155,7 @@ func modelStateArgs(m *training.Model) ([]any, error) {
 		m.Progress.Percent, int64(m.Progress.Step), int64(m.Progress.Total), packText(m.LogTail), int64(m.LogLen),
 		boolInt(m.Flagged), e.timePtr("started_at", m.StartedAt), e.timePtr("completed_at", m.CompletedAt),
 		e.time("updated_at", m.UpdatedAt), e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
-		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks), e.timePtr("archived_at", m.ArchivedAt),
+		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks), e.timePtr("archived_at", m.ArchivedAt), m.WebURL,
 		m.ID,
 	}
 	return args, e.err

@@ -49,7 +49,7 @@ const modelSetColumns = `name = ?, name_fold = ?, training_id = ?, trainer = ?, 
 	progress_percent = ?, progress_step = ?, progress_total = ?, log_tail = ?, log_len = ?,
 	metadata = ?, flagged = ?, idempotency_key = ?,
 	created_at = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?,
-	not_found_since = ?, not_found_checks = ?, archived_at = ?, retry_of = ?`
+	not_found_since = ?, not_found_checks = ?, archived_at = ?, retry_of = ?, web_url = ?`
 
 var writeSQL = [numWriteStmts]string{
 	// IMMEDIATE takes the write lock at the start, where busy_timeout
@@ -71,9 +71,9 @@ var writeSQL = [numWriteStmts]string{
 	progress_percent, progress_step, progress_total, log_tail, log_len,
 	metadata, flagged, idempotency_key,
 	created_at, started_at, completed_at, updated_at, next_check_at, check_attempts,
-	not_found_since, not_found_checks, archived_at, retry_of,
+	not_found_since, not_found_checks, archived_at, retry_of, web_url,
 	id, version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 	// The conditional update: no row changes unless the version read is
 	// still the stored one.
 	stmtUpdateModel: `UPDATE models SET ` + modelSetColumns + `, version = version + 1

@@ -29,6 +29,7 @@ func testModelUpdateLifecycle(t *testing.T, s store.Store) {
 			return err
 		}
 		got.NotFoundSince, got.NotFoundChecks = ptr(at(time.Minute)), 3
+		got.WebURL = "https://replicate.com/p/tr-lifecycle"
 		if err := tx.UpdateModel(ctx, &got); err != nil {
 			return err
 		}

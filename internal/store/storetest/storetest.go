@@ -97,10 +97,10 @@ func checkFieldCounts(t *testing.T) {
 		typ  reflect.Type
 		want int
 	}{
-		{reflect.TypeFor[training.Model](), 27},
+		{reflect.TypeFor[training.Model](), 28},
 		{reflect.TypeFor[training.HistoryEntry](), 10},
 		{reflect.TypeFor[training.Delivery](), 13},
-		{reflect.TypeFor[training.Observation](), 11},
+		{reflect.TypeFor[training.Observation](), 12},
 	} {
 		if n := c.typ.NumField(); n != c.want {
 			t.Fatalf("%v has %d fields, storetest checks %d: extend the suite", c.typ, n, c.want)
@@ -150,6 +150,7 @@ func fullModel(id string) training.Model {
 		NotFoundChecks: 2,
 		ArchivedAt:     ptr(at(6 * time.Minute)),
 		RetryOf:        "01kretryof0000000000000000",
+		WebURL:         "https://replicate.com/p/tr-" + id,
 	}
 }
 
@@ -245,6 +246,7 @@ func diffModel(got, want training.Model) []string {
 	check("NotFoundChecks", got.NotFoundChecks == want.NotFoundChecks, got.NotFoundChecks, want.NotFoundChecks)
 	check("ArchivedAt", timePtrEqual(got.ArchivedAt, want.ArchivedAt), fmtTime(got.ArchivedAt), fmtTime(want.ArchivedAt))
 	check("RetryOf", got.RetryOf == want.RetryOf, got.RetryOf, want.RetryOf)
+	check("WebURL", got.WebURL == want.WebURL, got.WebURL, want.WebURL)
 	check("Version", got.Version == want.Version, got.Version, want.Version)
 	return d
 }
@@ -267,6 +269,7 @@ func diffObservation(got, want training.Observation) []string {
 	check("Source", got.Source == want.Source, got.Source, want.Source)
 	check("SourceRef", got.SourceRef == want.SourceRef, got.SourceRef, want.SourceRef)
 	check("At", got.At.Equal(want.At), got.At, want.At)
+	check("WebURL", got.WebURL == want.WebURL, got.WebURL, want.WebURL)
 	return d
 }
 
