@@ -204,3 +204,45 @@ func TestPassing404sStartOver(t *testing.T) {
 		t.Fatalf("after a new 404: %s with %d counted; want Training with 1", d.Status, d.NotFoundChecks)
 	}
 }
+
+// When the API budget has no request free at once, registration does not
+// wait for one: the training is registered unchecked (the poller finds out),
+// and the check reserves nothing that would delay other calls.
+func TestRegisterDoesNotWaitForTheBudget(t *testing.T) {
+	ctx := context.Background()
+	sim, err := fakereplicate.New(fakereplicate.Options{Token: "r8_budget"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simURL, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	// One request a minute, and it is spent.
+	client, err := replicate.NewClient(replicate.ClientOptions{BaseURL: simURL, Token: "r8_budget", RateLimit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.GetTraining(ctx, "spends-the-budget"); !replicate.IsNotFound(err) {
+		t.Fatalf("first call: %v", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "trainhook.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := service.New(service.Options{Store: st, Replicate: client, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(svc.Close)
+	begin := time.Now()
+	m, _, err := svc.Register(ctx, service.RegisterRequest{TrainingID: "doesnotexist000000000000cc"})
+	if err != nil || m.Status != training.Pending {
+		t.Fatalf("register with the budget spent: %+v, %v; want it registered unchecked", m, err)
+	}
+	if took := time.Since(begin); took > time.Second {
+		t.Errorf("registration took %v: it waited for the budget", took)
+	}
+	if n := sim.Stats().Requests; n != 1 {
+		t.Errorf("%d requests reached the simulator, want only the first", n)
+	}
+}

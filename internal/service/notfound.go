@@ -23,8 +23,8 @@ const (
 )
 
 // registerCheckTimeout bounds the GET that checks a training id at
-// registration: when the API budget is spent or Replicate is slow, the
-// model is registered unchecked and the poller finds out.
+// registration: when Replicate is slow, the model is registered unchecked
+// and the poller finds out.
 const registerCheckTimeout = 3 * time.Second
 
 // NotFoundError is the error a model is Failed with when Replicate has no
@@ -79,12 +79,18 @@ func (s *Service) TrainingNotFound(ctx context.Context, m training.Model, retryA
 // time (budget spent, Replicate slow or down), registration goes on and the
 // poller finds out.
 func (s *Service) checkRegistered(ctx context.Context, trainingID string) error {
-	if s.replicate == nil {
+	// Only with a request of the budget free at once: a check that waited
+	// for one would delay the poller's, and a bulk registration would
+	// queue behind its own checks.
+	now, ok := s.replicate.(interface {
+		GetTrainingNow(context.Context, string) (replicate.Training, error)
+	})
+	if s.replicate == nil || !ok {
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, registerCheckTimeout)
 	defer cancel()
-	_, err := s.replicate.GetTraining(cctx, trainingID)
+	_, err := now.GetTrainingNow(cctx, trainingID)
 	if err != nil && replicate.IsNotFound(err) {
 		return errorf(Unprocessable, "%s; register a training id of the account whose token this server uses (REPLICATE_API_TOKEN)", NotFoundError(trainingID))
 	}
