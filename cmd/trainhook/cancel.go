@@ -11,7 +11,7 @@ func runCancel(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("cancel", e)
 	server := serverFlag(fs, e)
 	wait := fs.Bool("wait", false, "wait until the model is final; exit 0 only if it ended Canceled")
-	asJSON := fs.Bool("json", false, `print the answer as JSON: {"model": {...}, "confirmed": true|false}`)
+	asJSON := fs.Bool("json", false, `print the answer as JSON: {"model": {...}, "confirmed": true|false}, with "error" when the cancel failed`)
 	fs.Usage = usageFunc(fs, e, "cancel ID [flags]", `
 Cancels a model's training on Replicate (POST /api/models/{id}/cancel).
 When Replicate confirms at once the model is Canceled; otherwise it stays
@@ -32,7 +32,20 @@ failed; 2 for a usage error; 130 when --wait is interrupted.`)
 	}
 	res, err := c.Cancel(ctx, id)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "cancel: %s\n", explain(err, c, id))
+		msg := explain(err, c, id)
+		fmt.Fprintf(e.stderr, "cancel: %s\n", msg)
+		if *asJSON {
+			// The model as it is, so a script always gets it (none if unknown).
+			out := struct {
+				Model     *training.Model `json:"model"`
+				Confirmed bool            `json:"confirmed"`
+				Error     string          `json:"error"`
+			}{Error: msg}
+			if d, gerr := c.Model(ctx, id); gerr == nil {
+				out.Model = &d.Model
+			}
+			writeJSON(e.stdout, out)
+		}
 		return exitFailed
 	}
 	m := res.Model
@@ -46,6 +59,9 @@ failed; 2 for a usage error; 130 when --wait is interrupted.`)
 	switch {
 	case m.Status == training.Canceled:
 		fmt.Fprintf(e.stdout, "Canceled model %s %q (training %s).\n", m.ID, m.Name, orDash(m.TrainingID))
+	case m.Status == training.Failed && m.Error != "":
+		// Replicate had failed it, or has no such training to cancel.
+		fmt.Fprintf(e.stdout, "Model %s %q is Failed: %s\n", m.ID, m.Name, m.Error)
 	case m.Status.Terminal():
 		// Replicate had finished before the cancel reached it.
 		fmt.Fprintf(e.stdout, "Model %s %q had already ended %s on Replicate; nothing was canceled.\n", m.ID, m.Name, m.Status)

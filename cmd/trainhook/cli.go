@@ -90,7 +90,7 @@ func explain(err error, c *apiclient.Client, modelID string) string {
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseQuiet(fs, args, env{stderr: fs.Output()}); err != nil {
 			return nil, err
 		}
 		consumed := len(args) - fs.NArg()

@@ -103,6 +103,10 @@ func TestCLIAgainstServer(t *testing.T) {
 		"doctor polling mode, postgres":      testDoctorPollingPostgres,
 		"doctor --json":                      testDoctorJSON,
 		"train input file and flags mix":     testTrainInputFile,
+		"webhook send --model":               testWebhookSendToStartedModel,
+		"doctor polling mode, local":         testDoctorPollingLocal,
+		"models rm and models retry":         testModelsRemoveRetry,
+		"usage edges against a server":       testClientUsageEdges,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -294,6 +298,9 @@ func testCancel(t *testing.T, s *stack) {
 
 func testModels(t *testing.T, s *stack) {
 	ctx := context.Background()
+	if err := s.sim.AddTraining("modelslistr7k2m9x4c1rm80cq"); err != nil {
+		t.Fatal(err)
+	}
 	reg, err := s.client.Register(ctx, apiclient.RegisterRequest{Name: "registered portrait", TrainingID: "modelslistr7k2m9x4c1rm80cq"})
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +421,7 @@ func testTrainInputFile(t *testing.T, s *stack) {
 		t.Fatalf("bad file: exit %d: %s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, s.clientEnv(), "train", "--trainer", "nope", "--destination", "trainhook-sim/bad")
-	if code != 1 || !strings.Contains(errOut, `"trainer" must be owner/model`) {
-		t.Fatalf("bad trainer: exit %d: %s", code, errOut)
+	if code != 2 || !strings.Contains(errOut, `"trainer" must be owner/model`) {
+		t.Fatalf("bad trainer: exit %d, want 2 (a usage error): %s", code, errOut)
 	}
 }

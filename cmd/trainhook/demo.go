@@ -17,6 +17,7 @@ import (
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
 	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/store/sqlite"
 	"github.com/trainhook/trainhook/internal/training"
 )
 
@@ -31,11 +32,12 @@ func runDemo(ctx context.Context, args []string, e env) int {
 	addr := fs.String("addr", "127.0.0.1:8080", "address the server listens on (port 0 picks a free one)")
 	webhooks := fs.String("webhooks", "on", "on: the simulator delivers signed webhooks; off: trainhook polls")
 	duration := fs.Duration("duration", 20*time.Second, "how long each simulated training runs")
+	fresh := fs.Bool("fresh", false, "start with an empty database, deleting the one an earlier demo left in --data")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, "Usage: trainhook demo [flags]\n\nRuns trainhook against a built-in simulator of Replicate, on SQLite, with a\nsample training that completes. Nothing leaves this machine.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseQuiet(fs, args, e); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -51,6 +53,11 @@ func runDemo(ctx context.Context, args []string, e env) int {
 	}
 	if err := os.MkdirAll(*data, 0o755); err != nil {
 		fmt.Fprintf(e.stderr, "demo: create data folder: %v\n", err)
+		return 1
+	}
+	reused, err := prepareDemoData(ctx, *data, *fresh)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "demo: %v\n", err)
 		return 1
 	}
 
@@ -124,8 +131,12 @@ func runDemo(ctx context.Context, args []string, e env) int {
 	if cfg.WebhookMode {
 		mode = "webhooks (the simulator posts signed deliveries to " + cfg.WebhookURL + ")"
 	}
-	fmt.Fprintf(e.stdout, "trainhook demo\n  dashboard:  %s/\n  API:        %s/api/models\n  simulator:  %s (Replicate's API, on this machine)\n  your app:   %s (a stand-in that verifies trainhook's notifications)\n  mode:       %s\n  data:       %s (log: %s)\n\n",
-		a.URL, a.URL, simURL, appRcv.url, mode, *data, logPath)
+	fmt.Fprintf(e.stdout, "trainhook demo\n  dashboard:  %s/\n  API:        %s/api/models\n  simulator:  %s (Replicate's API, on this machine)\n  account:    %s (the simulator's account: destinations are %s/<name>)\n  your app:   %s (a stand-in that verifies trainhook's notifications)\n  mode:       %s\n  data:       %s (log: %s)\n\n",
+		a.URL, a.URL, simURL, sim.Username(), sim.Username(), appRcv.url, mode, *data, logPath)
+	if reused {
+		fmt.Fprintf(e.stdout, "Reusing the database an earlier demo left in %s: its models are listed too, though the new simulator no longer knows their trainings. --fresh starts clean.\n\n", *data)
+	}
+	printDemoEnv(e, a.URL, sim.Key().Secret(), vars)
 
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	input := json.RawMessage(`{"input_images":"https://example.com/datasets/zkx.zip","trigger_word":"ZKX","steps":1000,"lora_rank":16}`)
@@ -195,4 +206,48 @@ func resolvePort(addr string) (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// printDemoEnv prints what a second terminal needs: the client commands'
+// variables, and the demo server's configuration for trainhook doctor.
+func printDemoEnv(e env, url, secret string, vars map[string]string) {
+	db := vars["DATABASE_URL"]
+	if abs, err := filepath.Abs(db); err == nil {
+		db = abs
+	}
+	fmt.Fprintf(e.stdout, "In a second terminal, for train, models, watch, cancel and webhook send:\n  export %s=%s REPLICATE_WEBHOOK_SECRET=%s\n", envServerURL, url, secret)
+	fmt.Fprintf(e.stdout, "and for trainhook doctor, the demo server's configuration as well:\n  export %s=%s %s=%s %s=%s %s=%s %s=%s\n\n",
+		config.EnvAppURL, vars["APP_URL"], config.EnvWebhooks, vars["TRAINHOOK_WEBHOOKS"],
+		config.EnvReplicateBaseURL, vars["REPLICATE_BASE_URL"], config.EnvReplicateToken, vars["REPLICATE_API_TOKEN"], config.EnvDatabaseURL, db)
+}
+
+// demoFiles are what a demo keeps in its data folder.
+var demoFiles = []string{"trainhook.db", "trainhook.db-wal", "trainhook.db-shm", "trainhook.log"}
+
+// prepareDemoData reports whether an earlier demo's database is in dir, and
+// with fresh deletes it first. A database another process has open is
+// never deleted: Open refuses it.
+func prepareDemoData(ctx context.Context, dir string, fresh bool) (reused bool, err error) {
+	db := filepath.Join(dir, "trainhook.db")
+	if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look for an earlier demo's database: %w", err)
+	}
+	if !fresh {
+		return true, nil
+	}
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("--fresh: %w", err)
+	}
+	if err := st.Close(); err != nil {
+		return false, fmt.Errorf("--fresh: %w", err)
+	}
+	for _, f := range demoFiles {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, fmt.Errorf("--fresh: delete %s: %w", f, err)
+		}
+	}
+	return false, nil
 }

@@ -37,6 +37,7 @@ func runDoctor(ctx context.Context, args []string, e env) int {
 	appURL := fs.String("app-url", "", "check this APP_URL instead of the environment's (as serve --app-url)")
 	db := fs.String("database-url", "", "check this DATABASE_URL instead of the environment's (as serve --database-url)")
 	webhooks := fs.String("webhooks", "", "auto, on or off (as serve --webhooks)")
+	strict := fs.Bool("strict", false, "fail on warnings too: for CI and production, where a warning (no https, a local address) is a fault")
 	fs.Usage = usageFunc(fs, e, "doctor [flags]", `
 Checks the configuration in this environment (the variables trainhook serve
 reads) from end to end, and says how to fix what is wrong: APP_URL and the
@@ -46,9 +47,12 @@ are answered without being stored), the signing key, the Replicate token,
 the database (opened read-only), and the mode with its reason.
 
 Run it where serve runs, with the same environment. Checks that cannot run
-because an earlier one failed are shown as skipped.
+because an earlier one failed are shown as skipped. A warning (⚠) is what a
+correct local setup has, such as no https or a local APP_URL, but
+production must not; --strict counts warnings as failures.
 
-Exit status: 0 when every check passes; 1 when any fails; 2 for a usage error.`)
+Exit status: 0 when no check fails (warnings allowed, unless --strict); 1
+when any fails; 2 for a usage error.`)
 	if _, code, ok := parseFlags(fs, args, e, 0, ""); !ok {
 		return code
 	}
@@ -79,7 +83,7 @@ Exit status: 0 when every check passes; 1 when any fails; 2 for a usage error.`)
 	} else {
 		d.print(e.stdout)
 	}
-	if d.failed() {
+	if d.failed() || *strict && d.warned() {
 		return exitFailed
 	}
 	return exitOK
@@ -88,6 +92,7 @@ Exit status: 0 when every check passes; 1 when any fails; 2 for a usage error.`)
 // Check statuses.
 const (
 	checkPass = "pass"
+	checkWarn = "warn" // fine on a developer's machine, a fault in production
 	checkFail = "fail"
 	checkSkip = "skip"
 )
@@ -96,9 +101,9 @@ const (
 type check struct {
 	ID     string `json:"id"`
 	Title  string `json:"title"`
-	Status string `json:"status"` // pass, fail or skip
+	Status string `json:"status"` // pass, warn, fail or skip
 	Detail string `json:"detail,omitempty"`
-	Fix    string `json:"fix,omitempty"` // for a failure: what to do
+	Fix    string `json:"fix,omitempty"` // for a failure or a warning: what to do
 }
 
 // doctor runs the checks in order; later ones use what earlier ones found.
@@ -146,6 +151,19 @@ func (d *doctor) pass(id, title, detail string) {
 
 func (d *doctor) fail(id, title, detail, fix string) {
 	d.add(check{ID: id, Title: title, Status: checkFail, Detail: detail, Fix: fix})
+}
+
+func (d *doctor) warn(id, title, detail, fix string) {
+	d.add(check{ID: id, Title: title, Status: checkWarn, Detail: detail, Fix: fix})
+}
+
+func (d *doctor) warned() bool {
+	for _, c := range d.checks {
+		if c.Status == checkWarn {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *doctor) skip(id, title, reason string) {
@@ -268,14 +286,19 @@ func (d *doctor) checkAppURL() {
 	case d.cfg.Webhooks == config.WebhooksOff:
 		d.skip("app_url", titleHTTPS, "TRAINHOOK_WEBHOOKS=off: trainhook polls and gives Replicate no webhook URL")
 	case d.cfg.AppURL == "":
-		d.fail("app_url", titleHTTPS, "APP_URL is not set: Replicate has nowhere to send webhooks, so trainhook polls for status",
+		// Polling mode works: a correct setup on a developer's machine.
+		d.warn("app_url", titleHTTPS, "APP_URL is not set: Replicate has nowhere to send webhooks, so trainhook polls for status",
 			"set APP_URL to this server's public https URL, such as https://trainhook.example.com; in development a tunnel gives you one (cloudflared tunnel --url http://localhost:8080, or ngrok http 8080)")
 	case !strings.HasPrefix(d.cfg.AppURL, "https://"):
 		consequence := "trainhook polls instead of receiving webhooks"
 		if d.cfg.WebhookMode {
 			consequence = "TRAINHOOK_WEBHOOKS=on gives Replicate this plain-http URL anyway"
 		}
-		d.fail("app_url", titleHTTPS, fmt.Sprintf("%s is %s, not https: %s", name, d.cfg.AppURL, consequence),
+		report := d.fail
+		if d.localAppURL() {
+			report = d.warn // a local address: this machine, not production
+		}
+		report("app_url", titleHTTPS, fmt.Sprintf("%s is %s, not https: %s", name, d.cfg.AppURL, consequence),
 			"serve trainhook over https (a reverse proxy with a certificate such as Caddy or nginx, your platform's TLS, or a tunnel) and set "+name+" to the https URL")
 	default:
 		d.pass("app_url", titleHTTPS, fmt.Sprintf("%s is %s", name, d.cfg.AppURL))
@@ -299,7 +322,7 @@ func (d *doctor) checkPublicHost(ctx context.Context) {
 		if why != "" {
 			what = why
 		}
-		d.fail("public_host", titlePublic, fmt.Sprintf("%s: Replicate cannot reach it, %s", what, consequence), fix)
+		d.localHost("public_host", what, consequence, fix)
 		return
 	}
 	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
@@ -323,7 +346,7 @@ func (d *doctor) checkPublicHost(ctx context.Context) {
 		}
 	}
 	if len(public) == 0 {
-		d.fail("public_host", titlePublic, fmt.Sprintf("%s resolves only to private addresses (%s): Replicate cannot reach it, %s", host, strings.Join(private, ", "), consequence), fix)
+		d.localHost("public_host", fmt.Sprintf("%s resolves only to private addresses (%s)", host, strings.Join(private, ", ")), consequence, fix)
 		return
 	}
 	d.pass("public_host", titlePublic, fmt.Sprintf("%s resolves to %s", host, strings.Join(public, ", ")))
@@ -788,11 +811,12 @@ func (d *doctor) checkMode() {
 
 // doctorReport is the --json output.
 type doctorReport struct {
-	OK      bool    `json:"ok"`
-	Passed  int     `json:"passed"`
-	Failed  int     `json:"failed"`
-	Skipped int     `json:"skipped"`
-	Checks  []check `json:"checks"`
+	OK       bool    `json:"ok"`
+	Passed   int     `json:"passed"`
+	Warnings int     `json:"warnings"`
+	Failed   int     `json:"failed"`
+	Skipped  int     `json:"skipped"`
+	Checks   []check `json:"checks"`
 }
 
 func (d *doctor) report() doctorReport {
@@ -801,6 +825,8 @@ func (d *doctor) report() doctorReport {
 		switch c.Status {
 		case checkPass:
 			r.Passed++
+		case checkWarn:
+			r.Warnings++
 		case checkFail:
 			r.Failed++
 		default:
@@ -815,7 +841,7 @@ func (d *doctor) print(w io.Writer) {
 	fmt.Fprintln(w, "trainhook doctor: the configuration in this environment")
 	fmt.Fprintln(w)
 	for _, c := range d.checks {
-		mark := map[string]string{checkPass: "✔", checkFail: "✘", checkSkip: "–"}[c.Status]
+		mark := map[string]string{checkPass: "✔", checkWarn: "⚠", checkFail: "✘", checkSkip: "–"}[c.Status]
 		detail := c.Detail
 		if c.Status == checkSkip {
 			detail = "skipped: " + detail
@@ -830,5 +856,47 @@ func (d *doctor) print(w io.Writer) {
 		}
 	}
 	r := d.report()
-	fmt.Fprintf(w, "\n%d passed, %d failed, %d skipped\n", r.Passed, r.Failed, r.Skipped)
+	plural := "s"
+	if r.Warnings == 1 {
+		plural = ""
+	}
+	fmt.Fprintf(w, "\n%d passed, %d warning%s, %d failed, %d skipped\n", r.Passed, r.Warnings, plural, r.Failed, r.Skipped)
+}
+
+// localAppURL reports whether APP_URL names this machine or a private
+// network: a developer's setup, not production.
+func (d *doctor) localAppURL() bool {
+	u, err := url.Parse(d.cfg.AppURL)
+	if err != nil {
+		return false
+	}
+	_, local := config.LocalHost(u.Hostname())
+	return local
+}
+
+// localReplicate reports whether REPLICATE_BASE_URL names this machine or a
+// private network (the simulator of trainhook demo): it can reach a local
+// APP_URL.
+func (d *doctor) localReplicate() bool {
+	u, err := url.Parse(d.cfg.ReplicateBaseURL)
+	if err != nil || d.cfg.ReplicateBaseURL == "" {
+		return false
+	}
+	_, local := config.LocalHost(u.Hostname())
+	return local
+}
+
+// localHost reports an APP_URL Replicate's servers cannot reach. A
+// Replicate on this machine too (the simulator) reaches it; in polling mode
+// nothing needs to, which is a correct local setup (a warning); only
+// webhook mode forced on against the real Replicate is a failure.
+func (d *doctor) localHost(id, what, consequence, fix string) {
+	switch {
+	case d.localReplicate():
+		d.pass(id, titlePublic, fmt.Sprintf("%s, and so is Replicate's API at %s, which can reach it", what, d.cfg.ReplicateBaseURL))
+	case !d.cfg.WebhookMode:
+		d.warn(id, titlePublic, fmt.Sprintf("%s: Replicate cannot reach it, %s", what, consequence), fix)
+	default:
+		d.fail(id, titlePublic, fmt.Sprintf("%s: Replicate cannot reach it, %s", what, consequence), fix)
+	}
 }

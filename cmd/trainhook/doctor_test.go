@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/replicate"
@@ -59,16 +60,17 @@ func expectCheck(t *testing.T, out, mark, title string, wants ...string) {
 }
 
 // The server's own configuration, with webhook mode forced on a loopback
-// APP_URL: everything works end to end, and doctor still says that
-// Replicate could not reach this address.
+// APP_URL and the simulator on this machine too: everything works end to
+// end, a correct local setup. doctor warns that it is plain http, and
+// --strict fails on that.
 func testDoctorHealthy(t *testing.T, s *stack) {
 	code, out := s.doctor(t)
-	if code != 1 {
-		t.Fatalf("exit %d: http and loopback must fail\n%s", code, out)
+	if code != 0 {
+		t.Fatalf("exit %d: a correct local setup passes with warnings\n%s", code, out)
 	}
 	expectCheck(t, out, "✔", titleConfig, "the environment is a valid configuration")
-	expectCheck(t, out, "✘", titleHTTPS, "is "+s.srv.url+", not https", "fix: serve trainhook over https")
-	expectCheck(t, out, "✘", titlePublic, "127.0.0.1 is a local address: Replicate cannot reach it", "TRAINHOOK_WEBHOOKS=on forces webhook mode", "fix: ")
+	expectCheck(t, out, "⚠", titleHTTPS, "is "+s.srv.url+", not https", "fix: serve trainhook over https")
+	expectCheck(t, out, "✔", titlePublic, "127.0.0.1 is a local address, and so is Replicate's API at "+s.simURL)
 	expectCheck(t, out, "✔", titleWebhookURL, s.srv.url+"/api/webhooks/replicate/completed")
 	expectCheck(t, out, "✔", titleToken, "valid for account trainhook-sim", s.simURL)
 	expectCheck(t, out, "✔", titleKey, "1 key, fingerprint")
@@ -79,7 +81,11 @@ func testDoctorHealthy(t *testing.T, s *stack) {
 	expectCheck(t, out, "✔", titleLarge, "a 5.0 MiB delivery was accepted")
 	expectCheck(t, out, "✔", titleDatabase, s.db, fmt.Sprintf("schema version %d (up to date)", latestSchema(t, "sqlite")))
 	expectCheck(t, out, "✔", titleMode, "webhook mode: APP_URL is "+s.srv.url)
-	mustContain(t, "summary", out, "11 passed, 2 failed, 0 skipped")
+	mustContain(t, "summary", out, "12 passed, 1 warning, 0 failed, 0 skipped")
+	env := cleanEnv(s.serverEnv...)
+	if code, out, _ := runCLI(t, env, "doctor", "--strict", "--timeout", "3s"); code != 1 || !strings.Contains(out, "1 warning") {
+		t.Errorf("doctor --strict with a warning: exit %d, want 1\n%s", code, out)
+	}
 	// The probes were answered without being stored.
 	for _, tr := range s.sim.Trainings() {
 		if strings.HasPrefix(tr.ID, "trainhook-doctor-") {
@@ -103,7 +109,7 @@ func testDoctorJSON(t *testing.T, s *stack) {
 		}
 	}
 	want := map[string]string{
-		"config": "pass", "app_url": "fail", "public_host": "fail", "webhook_url": "pass", "replicate_token": "pass",
+		"config": "pass", "app_url": "warn", "public_host": "pass", "webhook_url": "pass", "replicate_token": "pass",
 		"signing_key": "pass", "account_key": "pass", "reachable": "fail", "redirect": "skip", "delivery": "skip",
 		"large_delivery": "skip", "database": "pass", "mode": "pass",
 	}
@@ -112,8 +118,8 @@ func testDoctorJSON(t *testing.T, s *stack) {
 			t.Errorf("check %s is %q, want %q", id, got[id], st)
 		}
 	}
-	if r.Failed != 3 || r.Skipped != 3 || r.Passed != 7 {
-		t.Errorf("counts %d/%d/%d", r.Passed, r.Failed, r.Skipped)
+	if r.Failed != 1 || r.Warnings != 1 || r.Skipped != 3 || r.Passed != 8 {
+		t.Errorf("counts passed %d, warnings %d, failed %d, skipped %d", r.Passed, r.Warnings, r.Failed, r.Skipped)
 	}
 }
 
@@ -259,7 +265,7 @@ func testDoctorPollingPostgres(t *testing.T, s *stack) {
 	if code != 1 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	expectCheck(t, out, "✘", titleHTTPS, "APP_URL is not set", "fix: set APP_URL to this server's public https URL")
+	expectCheck(t, out, "⚠", titleHTTPS, "APP_URL is not set", "fix: set APP_URL to this server's public https URL")
 	expectCheck(t, out, "–", titleReachable, "skipped: APP_URL is not set")
 	expectCheck(t, out, "✘", titleDatabase, "connect to PostgreSQL database trainhook@127.0.0.1:1/trainhook", "fix: check DATABASE_URL")
 	expectCheck(t, out, "✔", titleMode, "polling mode: APP_URL is not set")
@@ -276,6 +282,43 @@ func testDoctorPollingPostgres(t *testing.T, s *stack) {
 		st.Close()
 		_, out = s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=", "DATABASE_URL="+db)
 		expectCheck(t, out, "✔", titleDatabase, fmt.Sprintf("PostgreSQL, schema version %d (up to date)", latestSchema(t, "postgres")))
+	}
+}
+
+// A correct polling setup for local development (no APP_URL) passes with a
+// warning, and --strict fails it.
+func testDoctorPollingLocal(t *testing.T, s *stack) {
+	code, out := s.doctor(t, "APP_URL=", "TRAINHOOK_WEBHOOKS=")
+	if code != 0 || strings.Contains(out, "✘") {
+		t.Fatalf("exit %d, want 0 with no failed check:\n%s", code, out)
+	}
+	expectCheck(t, out, "⚠", titleHTTPS, "APP_URL is not set", "polls for status")
+	expectCheck(t, out, "✔", titleMode, "polling mode")
+	env := cleanEnv(append(append([]string{}, s.serverEnv...), "APP_URL=", "TRAINHOOK_WEBHOOKS=")...)
+	if code, out, _ := runCLI(t, env, "doctor", "--strict"); code != 1 {
+		t.Errorf("--strict: exit %d, want 1\n%s", code, out)
+	}
+}
+
+// A local APP_URL is a warning in polling mode, fine when Replicate's API
+// is on this machine too (the simulator), and a failure when webhook mode
+// is forced on against the real Replicate, which cannot reach it.
+func TestDoctorLocalAddressSeverity(t *testing.T) {
+	for _, c := range []struct {
+		base    string
+		webhook bool
+		want    string
+	}{
+		{"http://127.0.0.1:9999/v1", true, checkPass},
+		{"https://api.replicate.com/v1", false, checkWarn},
+		{"https://api.replicate.com/v1", true, checkFail},
+	} {
+		d := newDoctor(func(string) string { return "" }, time.Second)
+		d.cfg.ReplicateBaseURL, d.cfg.WebhookMode = c.base, c.webhook
+		d.localHost("public_host", "127.0.0.1 is a local address", "consequence", "fix")
+		if got := d.checks[0].Status; got != c.want {
+			t.Errorf("Replicate at %s, webhook mode %v: %s, want %s", c.base, c.webhook, got, c.want)
+		}
 	}
 }
 

@@ -54,7 +54,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseQuiet(fs, args, e); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

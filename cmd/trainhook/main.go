@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -54,17 +55,33 @@ func main() {
 // run dispatches to a subcommand and returns the exit code: 0 success, 1 a
 // failed outcome or check, 2 a usage error.
 func run(ctx context.Context, args []string, e env) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0:
 		usage(e.stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help":
+		// Asked for: the answer, on stdout.
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				return c.run(ctx, []string{"--help"}, e)
+			}
 		}
+		usage(e.stdout)
 		return 0
+	case args[0] == "--version" || args[0] == "-version" || args[0] == "-v":
+		return runVersion(ctx, args[1:], e)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(e.stderr, "trainhook: unknown command %q\n\n", args[0])
-		usage(e.stderr)
+		names := make([]string, 0, len(commands))
+		for n := range commands {
+			names = append(names, n)
+		}
+		hint := ""
+		if s := closest(strings.TrimLeft(args[0], "-"), names); s != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		fmt.Fprintf(e.stderr, "trainhook: unknown command %q%s\nRun 'trainhook help' for the list of commands.\n", args[0], hint)
 		return 2
 	}
 	return c.run(ctx, args[1:], e)

@@ -387,3 +387,23 @@ func TestDemo(t *testing.T) {
 		})
 	}
 }
+
+// A second server on the same SQLite file refuses to start, naming the file
+// and the process that holds it; once that process is gone (even killed),
+// the file is free again.
+func TestSecondServeOnOneSQLiteFileRefuses(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "th.db")
+	env := []string{"DATABASE_URL=" + db, "REPLICATE_WEBHOOK_SECRET=" + secret}
+	first := serve(t, env...)
+	code, out, errOut := runCLI(t, append(env, "PORT="), "serve", "--addr", apptest.FreeAddr(t))
+	all := out + errOut
+	if code != 1 {
+		t.Fatalf("second serve exited %d, want 1:\n%s", code, all)
+	}
+	mustContain(t, "refusal", all, db, fmt.Sprintf("pid %d", first.cmd.Process.Pid), "one trainhook server at a time")
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+	serve(t, env...)
+}

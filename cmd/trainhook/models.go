@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,8 +16,15 @@ import (
 )
 
 func runModels(ctx context.Context, args []string, e env) int {
-	if len(args) > 0 && args[0] == "show" {
-		return runModelsShow(ctx, args[1:], e)
+	if len(args) > 0 {
+		switch args[0] {
+		case "show":
+			return runModelsShow(ctx, args[1:], e)
+		case "rm":
+			return runModelsRemove(ctx, args[1:], e)
+		case "retry":
+			return runModelsRetry(ctx, args[1:], e)
+		}
 	}
 	fs := newFlagSet("models", e)
 	server := serverFlag(fs, e)
@@ -25,9 +33,12 @@ func runModels(ctx context.Context, args []string, e env) int {
 	limit := fs.Int("limit", service.DefaultPage, fmt.Sprintf("at most `n` models, 1 to %d", service.MaxPage))
 	cursor := fs.String("cursor", "", "start after the page that printed this `cursor`")
 	asJSON := fs.Bool("json", false, `print the page as JSON: {"models": [...], "next_cursor": "..."}`)
-	fs.Usage = usageFunc(fs, e, "models [flags]\n       trainhook models show ID [--json]", `
+	archived := fs.Bool("archived", false, "list removed models too")
+	fs.Usage = usageFunc(fs, e, "models [flags]\n       trainhook models show ID [--json]\n       trainhook models rm ID\n       trainhook models retry ID", `
 Lists model records, newest first: id, name, status, progress, age and
-Replicate training id. 'models show ID' prints one model and its history.`)
+Replicate training id (or, for a failed model, its error). 'models show ID'
+prints one model and its history; 'models rm ID' removes a finished model
+from lists; 'models retry ID' starts a failed or canceled one again.`)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(e.stderr, "models: unexpected argument %q: did you mean 'trainhook models show %s'?\n", args[0], args[0])
 		return exitUsage
@@ -51,7 +62,7 @@ Replicate training id. 'models show ID' prints one model and its history.`)
 	if !ok {
 		return exitUsage
 	}
-	page, err := c.Models(ctx, apiclient.ListOptions{Status: st, Query: *query, Limit: *limit, Cursor: *cursor})
+	page, err := c.Models(ctx, apiclient.ListOptions{Status: st, Query: *query, Limit: *limit, Cursor: *cursor, Archived: *archived})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "models: %s\n", explain(err, c, ""))
 		return exitFailed
@@ -73,21 +84,28 @@ Replicate training id. 'models show ID' prints one model and its history.`)
 	}
 	printModelTable(e.stdout, page.Models, time.Now())
 	if page.NextCursor != "" {
-		fmt.Fprintf(e.stdout, "\nMore: trainhook models --cursor %s (with the same filters)\n", page.NextCursor)
+		fmt.Fprintf(e.stdout, "\nMore: %s\n", nextPageCommand(page.NextCursor, st, *query, *limit, *archived))
 	}
 	return exitOK
 }
 
 func printModelTable(w io.Writer, ms []training.Model, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tPROGRESS\tAGE\tTRAINING")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tPROGRESS\tAGE\tTRAINING / ERROR")
 	for _, m := range ms {
 		st := string(m.Status)
 		if m.Flagged {
 			st += " (flagged)"
 		}
+		if m.ArchivedAt != nil {
+			st += " (removed)"
+		}
+		last := orDash(m.TrainingID)
+		if note := failedNote(m); note != "" {
+			last = note
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, clip(oneLine(m.Name), 40), st, progressCell(m),
-			humanDuration(now.Sub(m.CreatedAt)), orDash(m.TrainingID))
+			humanDuration(now.Sub(m.CreatedAt)), last)
 	}
 	_ = tw.Flush()
 }
@@ -221,4 +239,31 @@ func when(t time.Time, now time.Time) string {
 		return ""
 	}
 	return fmt.Sprintf("%s (%s ago)", t.UTC().Format("2006-01-02 15:04:05 UTC"), humanDuration(now.Sub(t)))
+}
+
+// nextPageCommand is the command that prints the next page: the same
+// filters and page size, and the cursor.
+func nextPageCommand(cursor string, st training.Status, query string, limit int, archived bool) string {
+	args := []string{"trainhook", "models"}
+	if st != "" {
+		args = append(args, "--status", string(st))
+	}
+	if query != "" {
+		args = append(args, "--query", shellQuote(query))
+	}
+	if limit != service.DefaultPage {
+		args = append(args, "--limit", strconv.Itoa(limit))
+	}
+	if archived {
+		args = append(args, "--archived")
+	}
+	return strings.Join(append(args, "--cursor", cursor), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+=,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

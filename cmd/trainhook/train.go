@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
@@ -36,7 +37,7 @@ ended Failed or Canceled; 2 for a usage error; 130 when --wait is
 interrupted (Ctrl-C), which stops watching and cancels nothing.
 
 Example:
-  trainhook train --trainer ostris/flux-dev-lora-trainer --destination acme/portrait-lora \
+  trainhook train --trainer ostris/flux-dev-lora-trainer --destination trainhook-sim/portrait-lora \
     --input input_images=https://example.com/zkx.zip --input trigger_word=ZKX --input steps=1000 --wait`)
 	if _, code, ok := parseFlags(fs, args, e, 0, ""); !ok {
 		return code
@@ -80,6 +81,9 @@ Example:
 		return exitFailed
 	case err != nil:
 		fmt.Fprintf(e.stderr, "train: %s\n", explain(err, c, ""))
+		if apiclient.StatusCode(err) == http.StatusBadRequest {
+			return exitUsage // the server found the flags' values wrong
+		}
 		return exitFailed
 	}
 

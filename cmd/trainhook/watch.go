@@ -233,6 +233,9 @@ func barLine(m training.Model, elapsed time.Duration) string {
 		}
 	}
 	b.WriteString("  " + humanDuration(elapsed))
+	if left := training.TimeLeft(m, time.Now()); left != "" {
+		b.WriteString(", " + left)
+	}
 	return b.String()
 }
 
@@ -243,6 +246,9 @@ func plainLine(m training.Model, elapsed time.Duration) string {
 		s += fmt.Sprintf(" %3.0f%%", m.Progress.Percent)
 		if m.Progress.Total > 0 {
 			s += fmt.Sprintf(" (step %d/%d)", m.Progress.Step, m.Progress.Total)
+		}
+		if left := training.TimeLeft(m, time.Now()); left != "" {
+			s += ", " + left
 		}
 	}
 	return s

@@ -48,12 +48,12 @@ const staleAge = 10 * time.Minute
 
 func runWebhookSend(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("webhook send", e)
-	target := fs.String("url", "", "where to send: trainhook's base `URL` (the webhook path is appended) or the full webhook URL; a query string is kept (required)")
+	target := fs.String("url", strings.TrimSpace(e.getenv(envServerURL)), "where to send: trainhook's base `URL` (the webhook path is appended) or the full webhook URL; a query string is kept (required; "+envServerURL+" sets the default)")
 	trainingID := fs.String("training-id", "", "the Replicate training `id` the payload reports (required)")
 	status := fs.String("status", "", "the training's `status`: succeeded, failed, canceled or processing (also starting, aborted) (required)")
 	secretFlag := fs.String("secret", "", "the signing `key` (whsec_...); default REPLICATE_WEBHOOK_SECRET (its first key)")
-	modelID := fs.String("model", "", "add ?model=`ID` to the URL, as trainhook does for trainings it starts (with --token)")
-	token := fs.String("token", "", "the model's webhook `token`, added as &token=")
+	modelID := fs.String("model", "", "send to model `ID`'s own webhook URL (?model=&token=), as Replicate does for trainings trainhook starts; without --token it is fetched through the API (TRAINHOOK_API_TOKEN), and so is --training-id")
+	token := fs.String("token", "", "the model's webhook `token`, added as &token= (default: fetched with --model)")
 	forge := fs.Bool("forge", false, "sign with a random key instead: the endpoint must refuse it (401)")
 	stale := fs.Bool("stale", false, "use a timestamp 10 minutes old: the endpoint must refuse it (401)")
 	webhookID := fs.String("webhook-id", "", "the webhook-id `header` (default: a new msg_... id); send one twice to see it deduplicated")
@@ -63,7 +63,7 @@ func runWebhookSend(ctx context.Context, args []string, e env) int {
 	logsSize := fs.String("logs-size", "", "pad the logs to about this `size` (such as 5MiB), to test body limits")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up on the request after this `duration`")
 	asJSON := fs.Bool("json", false, "print the request and the answer as JSON")
-	fs.Usage = usageFunc(fs, e, "webhook send --url URL --training-id ID --status STATUS [flags]", `
+	fs.Usage = usageFunc(fs, e, "webhook send [--url URL] --training-id ID --status STATUS [flags]", `
 Sends a realistic Replicate training webhook (the training object as
 GET /v1/trainings/{id} returns it, with a long LoRA trainer log), signed
 exactly as Replicate signs it (webhook-id, webhook-timestamp,
@@ -80,8 +80,32 @@ Exit status: 0 when the answer is 2xx; 1 otherwise (including the 401 that
 		fmt.Fprintf(e.stderr, "webhook send: "+format+"\n", a...)
 		return exitUsage
 	}
+	if *token != "" && *modelID == "" {
+		return usageErr("--token needs --model: trainhook checks the token against the model")
+	}
+	if *modelID != "" && *token == "" && strings.TrimSpace(*target) != "" {
+		// The model's token and training id, through the authenticated API.
+		base, err := webhookTarget(*target)
+		if err != nil {
+			return usageErr("--url: %v", err)
+		}
+		base.Path, base.RawPath, base.RawQuery = "", "", ""
+		c, ok := newClient(e, "webhook send", base.String())
+		if !ok {
+			return exitUsage
+		}
+		wh, err := c.Webhook(ctx, *modelID)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "webhook send: model %s's webhook URL: %s\n", *modelID, explain(err, c, *modelID))
+			return exitFailed
+		}
+		*token = wh.Token
+		if *trainingID == "" {
+			*trainingID = wh.TrainingID
+		}
+	}
 	var missing []string
-	for _, f := range []struct{ name, v string }{{"--url", *target}, {"--training-id", *trainingID}, {"--status", *status}} {
+	for _, f := range []struct{ name, v string }{{"--url (or " + envServerURL + ")", *target}, {"--training-id", *trainingID}, {"--status", *status}} {
 		if strings.TrimSpace(f.v) == "" {
 			missing = append(missing, f.name)
 		}
@@ -92,9 +116,7 @@ Exit status: 0 when the answer is 2xx; 1 otherwise (including the 401 that
 	if !contains(sendStatuses, *status) {
 		return usageErr("--status %q: want succeeded, failed, canceled or processing (or starting, aborted)", *status)
 	}
-	if (*modelID == "") != (*token == "") {
-		return usageErr("--model and --token go together: trainhook checks the token against the model")
-	}
+
 	if *steps < 1 || *steps > 100000 {
 		return usageErr("--steps must be between 1 and 100000")
 	}

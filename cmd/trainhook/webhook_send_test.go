@@ -13,6 +13,9 @@ import (
 func testWebhookSend(t *testing.T, s *stack) {
 	ctx := context.Background()
 	const tid = "whsendr7k2m9x4c1rm80cq3ftw"
+	if err := s.sim.AddTraining(tid); err != nil {
+		t.Fatal(err)
+	}
 	reg, err := s.client.Register(ctx, apiclient.RegisterRequest{Name: "sent by hand", TrainingID: tid})
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +87,41 @@ func testWebhookSendRefused(t *testing.T, s *stack) {
 		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "done"}, `--status "done"`},
 		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed"}, "no signing key"},
 		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed", "--secret", "nope"}, `starts with "whsec_"`},
-		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed", "--forge", "--model", "m"}, "--model and --token go together"},
+		{[]string{"webhook", "send", "--url", s.srv.url, "--training-id", "x", "--status", "failed", "--forge", "--token", "t"}, "--token needs --model"},
 		{[]string{"webhook", "frob"}, `unknown subcommand "frob"`},
 	} {
 		code, _, errOut := runCLI(t, cleanEnv(), c.args...)
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: exit %d, want 2 and %q:\n%s", c.args, code, c.want, errOut)
 		}
+	}
+}
+
+// For a training trainhook started, a delivery must come to the model's own
+// URL: --model fetches its token and training id through the API, and the
+// delivery is applied. Without it, the same delivery is refused (403).
+func testWebhookSendToStartedModel(t *testing.T, s *stack) {
+	code, out, errOut := runCLI(t, s.clientEnv(), trainArgs("trainhook-sim/sent-to-model", "--json")...)
+	var m training.Model
+	if code != 0 || json.Unmarshal([]byte(out), &m) != nil || m.TrainingID == "" {
+		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
+	}
+	env := s.clientEnv("REPLICATE_WEBHOOK_SECRET=" + secret)
+	code, out, _ = runCLI(t, env, "webhook", "send", "--training-id", m.TrainingID, "--status", "succeeded")
+	if code != 1 || !strings.Contains(out, "HTTP 403") {
+		t.Fatalf("bare delivery for a started training: exit %d, want 1 and a 403\n%s", code, out)
+	}
+	code, out, errOut = runCLI(t, env, "webhook", "send", "--model", m.ID, "--status", "succeeded")
+	// "same" when the simulator's own webhook (3 s trainings) got there first.
+	accepted := strings.Contains(out, `"outcome":"applied"`) || strings.Contains(out, `"outcome":"same"`)
+	if code != 0 || !accepted || !strings.Contains(out, "training "+m.TrainingID) {
+		t.Fatalf("webhook send --model: exit %d\n%s%s", code, out, errOut)
+	}
+	if d, err := s.client.Model(context.Background(), m.ID); err != nil || d.Status != training.Ready {
+		t.Fatalf("model after the delivery: %s, %v; want Ready", d.Status, err)
+	}
+	code, _, errOut = runCLI(t, env, "webhook", "send", "--model", "01m00000000000000000000000", "--status", "succeeded")
+	if code != 1 || !strings.Contains(errOut, "no model with id") {
+		t.Errorf("--model of an unknown model: exit %d, want 1\n%s", code, errOut)
 	}
 }

@@ -186,11 +186,16 @@ func (c *Client) create(ctx context.Context, body any, idemKey string) (CreateRe
 	if err != nil {
 		return CreateResult{}, fmt.Errorf("encode request: %w", err)
 	}
+	return c.post(ctx, "/api/models", b, idemKey)
+}
+
+// post sends a request that starts a training and reads the answer.
+func (c *Client) post(ctx context.Context, path string, b []byte, idemKey string) (CreateResult, error) {
 	h := http.Header{}
 	if idemKey != "" {
 		h.Set("Idempotency-Key", idemKey)
 	}
-	resp, data, err := c.do(ctx, http.MethodPost, "/api/models", nil, b, h)
+	resp, data, err := c.do(ctx, http.MethodPost, path, nil, b, h)
 	if err != nil {
 		return CreateResult{}, err
 	}
@@ -230,6 +235,8 @@ type ListOptions struct {
 	Query  string // name contains
 	Limit  int    // 1 to 1000
 	Cursor string // NextCursor of the previous page
+	// Archived lists removed models too.
+	Archived bool
 }
 
 // ModelPage is one page of models, newest first.
@@ -253,6 +260,9 @@ func (c *Client) Models(ctx context.Context, o ListOptions) (ModelPage, error) {
 	if o.Cursor != "" {
 		q.Set("cursor", o.Cursor)
 	}
+	if o.Archived {
+		q.Set("archived", "true")
+	}
 	var p ModelPage
 	err := c.getJSON(ctx, "/api/models", q, &p)
 	return p, err
@@ -266,6 +276,51 @@ func (c *Client) Model(ctx context.Context, id string) (ModelDetail, error) {
 	var d ModelDetail
 	err := c.getJSON(ctx, "/api/models/"+url.PathEscape(id), nil, &d)
 	return d, err
+}
+
+// Remove removes a finished model from lists; its record and history are
+// kept. IsConflict(err) when the model is still running.
+func (c *Client) Remove(ctx context.Context, id string) (training.Model, error) {
+	if err := checkID(id); err != nil {
+		return training.Model{}, err
+	}
+	resp, data, err := c.do(ctx, http.MethodDelete, "/api/models/"+url.PathEscape(id), nil, nil, nil)
+	if err != nil {
+		return training.Model{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return training.Model{}, c.errorOf(resp, data)
+	}
+	var m training.Model
+	return m, decode(resp, data, &m)
+}
+
+// Retry starts a new training like a Failed or Canceled model's, as a new
+// model linked to it (RetryOf). It answers like Start.
+func (c *Client) Retry(ctx context.Context, id, idemKey string) (CreateResult, error) {
+	if err := checkID(id); err != nil {
+		return CreateResult{}, err
+	}
+	return c.post(ctx, "/api/models/"+url.PathEscape(id)+"/retry", nil, idemKey)
+}
+
+// ModelWebhook is GET /api/models/{id}/webhook's answer.
+type ModelWebhook struct {
+	ModelID    string `json:"model_id"`
+	TrainingID string `json:"training_id,omitempty"`
+	Token      string `json:"token"`
+	URL        string `json:"url,omitempty"` // "" in polling mode
+}
+
+// Webhook returns a model's webhook token (and URL in webhook mode), which
+// binds deliveries to the model.
+func (c *Client) Webhook(ctx context.Context, id string) (ModelWebhook, error) {
+	if err := checkID(id); err != nil {
+		return ModelWebhook{}, err
+	}
+	var w ModelWebhook
+	err := c.getJSON(ctx, "/api/models/"+url.PathEscape(id)+"/webhook", nil, &w)
+	return w, err
 }
 
 // CancelResult is the answer to Cancel.

@@ -121,6 +121,7 @@ func StartOn(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Li
 		}
 		a.Store = s
 		log.Info("database ready", "driver", "sqlite", "path", cfg.DBPath)
+		releaseLeases(ctx, s, log)
 	case config.DriverPostgres:
 		if pg, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
 			return nil, err
@@ -158,7 +159,7 @@ func StartOn(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Li
 
 	policy := poller.Policy{Webhook: cfg.WebhookMode, Interval: cfg.PollInterval, ReconcileAfter: cfg.ReconcileAfter, Cap: 60 * time.Second, Jitter: poller.RandomJitter}
 	opts := service.Options{Store: a.Store, Metrics: a.Metrics, Logger: log, NextCheck: policy.Next, WebhookEvents: cfg.WebhookEvents,
-		RecoverAfter: min(max(2*cfg.PollInterval, time.Second), 30*time.Second)}
+		RecoverAfter: min(max(2*cfg.PollInterval, time.Second), 30*time.Second), NotFoundGrace: notFoundGrace}
 	a.Broker = events.NewBroker(4096, log)
 	opts.Broker = a.Broker
 	if pg != nil {

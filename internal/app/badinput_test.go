@@ -52,6 +52,7 @@ var (
 type matrixServer struct {
 	t      *testing.T
 	app    *app.App
+	sim    *fakereplicate.Server
 	client *http.Client
 }
 
@@ -64,7 +65,7 @@ func startMatrix(t *testing.T, readTimeout time.Duration) *matrixServer {
 // (a variable set to "" is unset).
 func startMatrixWith(t *testing.T, readTimeout time.Duration, edit func(vars map[string]string)) *matrixServer {
 	t.Helper()
-	_, simURL := apptest.Sim(t, fakereplicate.Options{Token: matrixSimToken, Secret: matrixSecret, Duration: time.Hour})
+	sim, simURL := apptest.Sim(t, fakereplicate.Options{Token: matrixSimToken, Secret: matrixSecret, Duration: time.Hour})
 	vars := map[string]string{
 		"REPLICATE_WEBHOOK_SECRET": matrixSecret, "TRAINHOOK_API_TOKEN": matrixAPIToken,
 		"REPLICATE_BASE_URL": simURL, "REPLICATE_API_TOKEN": matrixSimToken, "TRAINHOOK_WEBHOOKS": "off",
@@ -79,7 +80,7 @@ func startMatrixWith(t *testing.T, readTimeout time.Duration, edit func(vars map
 		edit(vars)
 	}
 	srv := apptest.Start(t, apptest.Options{Env: vars, Log: slog.New(slog.DiscardHandler)})
-	m := &matrixServer{t: t, app: srv.App, client: &http.Client{Timeout: 30 * time.Second, Transport: app.TestTransport}}
+	m := &matrixServer{t: t, app: srv.App, sim: sim, client: &http.Client{Timeout: 30 * time.Second, Transport: app.TestTransport}}
 	t.Cleanup(m.client.CloseIdleConnections) // runs before the server stops
 	return m
 }
@@ -123,8 +124,13 @@ func (m *matrixServer) do(method, path string, body io.Reader, h http.Header) ma
 	return matrixResponse{resp.StatusCode, resp.Header, b}
 }
 
+// register registers a training another program started on the
+// simulator's account (registration asks Replicate whether it exists).
 func (m *matrixServer) register(trainingID string) training.Model {
 	m.t.Helper()
+	if err := m.sim.AddTraining(trainingID); err != nil {
+		m.t.Fatal(err)
+	}
 	r := m.do("POST", "/api/models", strings.NewReader(fmt.Sprintf(`{"name":"matrix %s","training_id":%q}`, trainingID, trainingID)),
 		http.Header{"Authorization": {"Bearer " + matrixAPIToken}, "Content-Type": {"application/json"}})
 	if r.code != http.StatusCreated {
@@ -372,8 +378,9 @@ func TestBadInputMatrix(t *testing.T) {
 		{"API: model id with SQL", "GET", "/api/models/x'%20OR%20'1'='1", api(nil), nil, 404, "no model with id"},
 		{"API: model id with a NUL", "GET", "/api/models/%00", api(nil), nil, 404, "no model with id"},
 		{"API: cancel an unknown model", "POST", "/api/models/01zzzzzzzzzzzzzzzzzzzzzzzz/cancel", api(nil), nil, 404, "no model with id"},
-		{"API: cancel, Replicate does not know the training", "POST", "/api/models/" + a.ID + "/cancel", api(nil), nil, 502, "Replicate did not cancel training matrix-train-a"},
-		{"API: DELETE a model", "DELETE", "/api/models/" + a.ID, api(nil), nil, 405, "DELETE is not allowed"},
+		{"API: cancel, Replicate refuses", "POST", "/api/models/" + a.ID + "/cancel", api(nil), nil, 502, "Replicate did not cancel training matrix-train-a"},
+		{"API: remove a running model", "DELETE", "/api/models/" + a.ID, api(nil), nil, 409, "cancel it first"},
+		{"API: PUT a model", "PUT", "/api/models/" + a.ID, api(nil), nil, 405, "PUT is not allowed"},
 		{"API: unknown endpoint", "GET", "/api/admin", api(nil), nil, 404, "no such API endpoint"},
 	}
 
@@ -395,6 +402,10 @@ func TestBadInputMatrix(t *testing.T) {
 				t.Errorf("the database changed: %s", diff)
 			}
 		})
+	}
+	// The cancel row's refusal (the only cancel sent).
+	if err := m.sim.FailNext(fakereplicate.FailSpec{Endpoint: "trainings.cancel", Status: 403, Count: 1}); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range rows {
 		run(c)

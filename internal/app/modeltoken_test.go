@@ -53,6 +53,9 @@ func TestStartedTrainingNeedsItsToken(t *testing.T) {
 	}
 
 	// A model registered by an app: its training's webhook URL is bare.
+	if err := sim.AddTraining("app-started-training"); err != nil {
+		t.Fatal(err)
+	}
 	registered := s.register("app-started-training")
 	body = payload("app-started-training", "succeeded")
 	r = s.do("POST", hook, body, signed(sim.Key(), "msg_bare", time.Now(), body))

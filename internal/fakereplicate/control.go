@@ -391,3 +391,20 @@ func decodeStrict(r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// AddTraining creates a running training with the given id, as another
+// program using the same account would: trainhook did not start it, and it
+// has no webhook. Tests use it to register a training by id. It fails if
+// the id is taken.
+func (s *Server) AddTraining(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == "" || s.byID[id] != nil {
+		return fmt.Errorf("training id %q is empty or taken", id)
+	}
+	t := s.newTraining(FluxTrainer, FluxTrainerVersion, s.opts.Username+"/external", json.RawMessage(`{}`), "", nil, s.baseURL)
+	delete(s.byID, t.id)
+	t.id = id
+	s.byID[id] = t
+	return nil
+}

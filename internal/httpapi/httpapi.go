@@ -105,6 +105,9 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /api/models", protect(http.HandlerFunc(a.listModels)))
 	mux.Handle("GET /api/models/{id}", protect(http.HandlerFunc(a.getModel)))
 	mux.Handle("POST /api/models/{id}/cancel", protect(http.HandlerFunc(a.cancelModel)))
+	mux.Handle("DELETE /api/models/{id}", protect(http.HandlerFunc(a.archiveModel)))
+	mux.Handle("POST /api/models/{id}/retry", protect(http.HandlerFunc(a.retryModel)))
+	mux.Handle("GET /api/models/{id}/webhook", protect(http.HandlerFunc(a.modelWebhook)))
 	mux.Handle("GET /api/status", protect(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var st any = struct{}{}
 		if a.cfg.Status != nil {
@@ -208,7 +211,7 @@ func (a *API) cors(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Credentials", "true")
 			h.Set("Access-Control-Expose-Headers", "Idempotent-Replayed")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID")
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)

@@ -129,6 +129,14 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Status = st
 	}
+	switch q.Get("archived") {
+	case "", "false":
+	case "true":
+		f.Archived = true
+	default:
+		a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: fmt.Sprintf("archived must be true or false, got %q; archived=true lists removed models too", clipQuery(q.Get("archived")))})
+		return
+	}
 	if s := q.Get("limit"); s != "" {
 		// 0 is refused here: the service reads a zero Limit as "the
 		// default", which a caller who sent limit=0 did not ask for.
@@ -149,10 +157,25 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Before = id
 	}
+	logs := false
+	switch inc := q.Get("include"); inc {
+	case "":
+	case "logs":
+		logs = true
+	default:
+		a.WriteError(w, r, &service.Error{Kind: service.Invalid, Msg: fmt.Sprintf("include must be logs (each model with its log tail), got %q", clipQuery(inc))})
+		return
+	}
 	ms, next, err := a.svc.Models(r.Context(), f)
 	if err != nil {
 		a.WriteError(w, r, err)
 		return
+	}
+	if !logs {
+		// A list carries each model's summary; a log tail is kilobytes.
+		for i := range ms {
+			ms[i].LogTail = ""
+		}
 	}
 	resp := struct {
 		Models     []training.Model `json:"models"`

@@ -42,6 +42,13 @@ type SharedRecoverer interface {
 	Defer(ctx context.Context, id string, at time.Time) error
 }
 
+// NotFoundRecorder is implemented by a Service (service.Service does) that
+// fails a model whose training Replicate keeps answering 404 for, after a
+// grace period. Without it, a 404 is retried like any failed check.
+type NotFoundRecorder interface {
+	TrainingNotFound(ctx context.Context, m training.Model, retryAt time.Time) (failed bool, err error)
+}
+
 // Options configure a Poller.
 type Options struct {
 	API     API
@@ -95,6 +102,9 @@ type Options struct {
 	RecoverFor time.Duration
 }
 
+// DefaultLease is Options.Lease's default.
+const DefaultLease = 30 * time.Second
+
 // pollShare is the part of the budget the poller spends on average: the
 // rest is headroom for starts, cancels and recoveries, which share the
 // client's limiter (and, on PostgreSQL, other instances' limiters).
@@ -138,7 +148,7 @@ func New(o Options) *Poller {
 		o.Workers = 4
 	}
 	if o.Lease <= 0 {
-		o.Lease = 30 * time.Second
+		o.Lease = DefaultLease
 	}
 	if o.Batch <= 0 {
 		o.Batch = min(max(100*tickCalls(o), 1000), 20000)
@@ -627,12 +637,30 @@ func (p *Poller) fetch(ctx context.Context, m training.Model) {
 			if replicate.IsNotFound(err) && p.o.Now().Sub(m.CreatedAt) < 5*time.Minute {
 				lvl = slog.LevelInfo // Replicate sometimes 404s right after a create
 			}
+			if nf, ok := p.o.Service.(NotFoundRecorder); ok && replicate.IsNotFound(err) {
+				p.notFound(ctx, nf, m, lvl)
+				return
+			}
 			p.o.Log.Log(ctx, lvl, "poller: could not get training; will retry", "model_id", m.ID, "training_id", m.TrainingID, "err", err)
 			p.retryLater(ctx, m)
 		}
 		return
 	}
 	p.apply(ctx, m, t)
+}
+
+// notFound records a 404 for m's training, which fails the model once the
+// 404s have lasted the service's grace period.
+func (p *Poller) notFound(ctx context.Context, nf NotFoundRecorder, m training.Model, lvl slog.Level) {
+	failed, err := nf.TrainingNotFound(ctx, m, p.o.Now().Add(p.o.Policy.Retry(m.CheckAttempts)))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		p.o.Log.Error("poller: could not record a 404", "model_id", m.ID, "training_id", m.TrainingID, "err", err)
+	case failed:
+		p.o.Log.Warn("poller: Replicate keeps answering 404 for the training; model failed", "model_id", m.ID, "training_id", m.TrainingID)
+	case err == nil:
+		p.o.Log.Log(ctx, lvl, "poller: Replicate answered 404 for the training; will check again", "model_id", m.ID, "training_id", m.TrainingID, "not_found_checks", m.NotFoundChecks+1)
+	}
 }
 
 // apply applies a poll result.

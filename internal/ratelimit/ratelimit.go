@@ -80,6 +80,16 @@ SELECT $1, c.now + $2::interval FROM c
 ON CONFLICT (name) DO UPDATE SET tat = greatest(r.tat, (SELECT now FROM c)) + $2::interval
 RETURNING r.tat - $2::interval, (SELECT now FROM c)`
 
+// tryReserve is reserve when the next slot is free now (tat, the slot after
+// the last one granted, is not in the future), and nothing (no row)
+// otherwise.
+const tryReserve = `WITH c AS (SELECT clock_timestamp() AS now)
+INSERT INTO rate_limits AS r (name, tat)
+SELECT $1, c.now + $2::interval FROM c
+ON CONFLICT (name) DO UPDATE SET tat = greatest(r.tat, (SELECT now FROM c)) + $2::interval
+WHERE r.tat <= (SELECT now FROM c)
+RETURNING true`
+
 // New returns a limiter on db, creating the rate_limits table if needed.
 // Give it the store's pool (postgres.Store.Pool).
 func New(ctx context.Context, db *pgxpool.Pool, o Options) (*Shared, error) {
@@ -138,6 +148,14 @@ func (l *Shared) Wait(ctx context.Context) error {
 		return fmt.Errorf("shared rate limit %s: reserve a slot: %w", l.name, err)
 	}
 	return l.sleep(ctx, slot.Sub(now))
+}
+
+// TryWait takes a slot if one is free now, and reports whether it did; it
+// reserves nothing otherwise, nor when the database cannot be reached.
+func (l *Shared) TryWait(ctx context.Context) bool {
+	var ok bool
+	err := l.db.QueryRow(ctx, tryReserve, l.name, l.interval).Scan(&ok)
+	return err == nil && ok
 }
 
 // sleepContext waits d or until ctx ends.

@@ -152,3 +152,32 @@ func TestSeparateBudgetsAndConcurrentSetup(t *testing.T) {
 		t.Errorf("budget b waited for budget a: %v", err)
 	}
 }
+
+// TryWait takes the shared budget's slot when it is free now, and reserves
+// nothing when it is not.
+func TestSharedTryWait(t *testing.T) {
+	pools := openPools(t, 2)
+	var ls []*Shared
+	for _, p := range pools {
+		l, err := New(t.Context(), p, Options{Name: "trywait", PerWindow: 1, Window: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	if !ls[0].TryWait(t.Context()) {
+		t.Fatal("a new budget has no free slot")
+	}
+	for _, l := range ls {
+		if l.TryWait(t.Context()) {
+			t.Fatal("TryWait took a slot that was not free")
+		}
+	}
+	var tat time.Time
+	if err := pools[0].QueryRow(t.Context(), "SELECT tat FROM rate_limits WHERE name = 'trywait'").Scan(&tat); err != nil {
+		t.Fatal(err)
+	}
+	if ahead := time.Until(tat); ahead > time.Hour+time.Minute {
+		t.Errorf("refused TryWaits reserved slots: the next is %v ahead", ahead)
+	}
+}

@@ -324,6 +324,29 @@ func (c *Client) GetTraining(ctx context.Context, id string) (Training, error) {
 	return c.trainingCall(ctx, EndpointTrainingsGet, http.MethodGet, id, "trainings", id)
 }
 
+// ErrNoBudget is GetTrainingNow's answer when the API budget has no request
+// free at once.
+var ErrNoBudget = errors.New("the API budget has no request free now")
+
+// GetTrainingNow is GetTraining if the rate limiter has a request free at
+// once (its Limiter has TryWait), sent once; otherwise ErrNoBudget, and
+// nothing is spent or reserved.
+func (c *Client) GetTrainingNow(ctx context.Context, id string) (Training, error) {
+	tl, ok := c.limiter.(interface{ TryWait(context.Context) bool })
+	if !ok || !tl.TryWait(ctx) {
+		return Training{}, ErrNoBudget
+	}
+	if err := checkSegments(EndpointTrainingsGet, id); err != nil {
+		return Training{}, err
+	}
+	var t Training
+	if err := c.do(ctx, call{endpoint: EndpointTrainingsGet, method: http.MethodGet, url: c.url("trainings", id), now: true}, &t); err != nil {
+		return Training{}, err
+	}
+	c.checkStatus(EndpointTrainingsGet, t)
+	return t, nil
+}
+
 // CancelTraining cancels a training and returns it. Cancel is idempotent, so
 // it is retried like a GET.
 func (c *Client) CancelTraining(ctx context.Context, id string) (Training, error) {
@@ -414,20 +437,25 @@ type call struct {
 	// create marks a POST that creates something: once it may have reached
 	// Replicate it is never sent again.
 	create bool
+	// now marks a call made only if the limiter had a slot free at once,
+	// which the caller took (TryWait): it is sent once, not retried.
+	now bool
 }
 
 // do runs a call: it waits for the limiter, sends, retries what is safe to
 // retry, and decodes a 2xx body into out.
 func (c *Client) do(ctx context.Context, cl call, out any) error {
 	for attempt := 0; ; attempt++ {
-		if err := c.limiter.Wait(ctx); err != nil {
-			return fmt.Errorf("%s: waiting for the rate limit: %w", cl.endpoint, err)
+		if !cl.now {
+			if err := c.limiter.Wait(ctx); err != nil {
+				return fmt.Errorf("%s: waiting for the rate limit: %w", cl.endpoint, err)
+			}
 		}
 		wait, retry, err := c.attempt(ctx, cl, attempt, out)
 		if err == nil {
 			return nil
 		}
-		if !retry || attempt >= c.maxRetries {
+		if !retry || cl.now || attempt >= c.maxRetries {
 			return err
 		}
 		c.log.Debug("retrying Replicate call", "endpoint", cl.endpoint, "attempt", attempt+1, "wait", wait, "err", err)

@@ -78,6 +78,23 @@ func (b *TokenBucket) Wait(ctx context.Context) error {
 	return nil
 }
 
+// TryWait takes a request slot if one is free now, and reports whether it
+// did; when none is, it reserves nothing, so a call that can be skipped
+// (a check at registration) never delays the others.
+func (b *TokenBucket) TryWait(context.Context) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if b.tat.Before(now) {
+		b.tat = now
+	}
+	if b.tat.Add(-b.tolerance).After(now) {
+		return false
+	}
+	b.tat = b.tat.Add(b.interval)
+	return true
+}
+
 // sleepContext waits d or until ctx ends.
 func sleepContext(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

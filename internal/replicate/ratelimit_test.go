@@ -93,3 +93,30 @@ func TestTokenBucketCanceled(t *testing.T) {
 		t.Errorf("sleepContext: %v", err)
 	}
 }
+
+// TryWait takes a free slot and reserves nothing when there is none, so a
+// later Wait is not pushed back by it.
+func TestTokenBucketTryWait(t *testing.T) {
+	ft := &fakeTime{now: time.Unix(1_700_000_000, 0)}
+	b := newTokenBucket(60, 1, ft.Now, ft.Sleep)
+	ctx := context.Background()
+	if !b.TryWait(ctx) {
+		t.Fatal("a fresh bucket has no free slot")
+	}
+	for range 3 {
+		if b.TryWait(ctx) {
+			t.Fatal("TryWait took a slot that was not free")
+		}
+	}
+	// The refusals reserved nothing: the next Wait waits one interval only.
+	if err := b.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if step := time.Second + 10*time.Millisecond; len(ft.waited) != 1 || ft.waited[0] != step {
+		t.Errorf("waits %v, want one of %v", ft.waited, step)
+	}
+	ft.now = ft.now.Add(2 * time.Second)
+	if !b.TryWait(ctx) {
+		t.Error("no free slot after the interval")
+	}
+}

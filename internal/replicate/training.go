@@ -177,5 +177,6 @@ func (t Training) Observation(src training.Source, ref string, at time.Time) tra
 		Source:      src,
 		SourceRef:   ref,
 		At:          at,
+		WebURL:      t.URLs["web"],
 	}
 }

@@ -15,7 +15,7 @@ const (
 	Conflict                  // 409: it clashes with what is stored
 	Forbidden                 // 403: well formed and signed, but not allowed
 	Upstream                  // 502: Replicate refused or failed
-	Unprocessable             // 422: well formed, but a value is not allowed here
+	Unprocessable             // 422: well formed, but not allowed here, or Replicate says it cannot be (no such training)
 )
 
 // Error is a domain error whose message is safe to show to the caller and

@@ -103,6 +103,13 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 	if len(req.IdempotencyKey) > MaxIdemKeyLen {
 		return m, false, errorf(Invalid, "Idempotency-Key is longer than %d characters", MaxIdemKeyLen)
 	}
+	if err := s.checkRegistered(ctx, req.TrainingID); err != nil {
+		// A repeated request, or a training already tracked, is answered
+		// as before: replayed, or 409.
+		if known, kerr := s.knownRegistration(ctx, req); kerr != nil || !known {
+			return m, false, err
+		}
+	}
 	res, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
 		if req.IdempotencyKey != "" {
 			prev, err := tx.ModelByIdempotencyKey(ctx, req.IdempotencyKey)
@@ -156,6 +163,31 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 	return *res.Model, res.Outcome == "replayed", nil
 }
 
+// knownRegistration reports whether the idempotency key or the training id
+// of req is already stored.
+func (s *Service) knownRegistration(ctx context.Context, req RegisterRequest) (bool, error) {
+	res, err := s.write(ctx, func(ctx context.Context, tx store.Tx) (Result, []training.Model, error) {
+		known := func(err error) (Result, []training.Model, error) {
+			switch {
+			case err == nil:
+				return Result{Outcome: "known"}, nil, nil
+			case errors.Is(err, store.ErrNotFound):
+				return Result{}, nil, nil
+			}
+			return Result{}, nil, err
+		}
+		if req.IdempotencyKey != "" {
+			if r, _, err := known(ignoreModel(tx.ModelByIdempotencyKey(ctx, req.IdempotencyKey))); err != nil || r.Outcome != "" {
+				return r, nil, err
+			}
+		}
+		return known(ignoreModel(tx.ModelByTrainingID(ctx, req.TrainingID)))
+	})
+	return res.Outcome == "known", err
+}
+
+func ignoreModel(_ training.Model, err error) error { return err }
+
 // ModelDetail is a model with its status history.
 type ModelDetail struct {
 	training.Model
@@ -178,7 +210,7 @@ func (s *Service) Model(ctx context.Context, id string) (ModelDetail, error) {
 	if h == nil {
 		h = []training.HistoryEntry{}
 	}
-	return ModelDetail{Model: m, History: h}, nil
+	return ModelDetail{Model: training.WithETA(m), History: h}, nil
 }
 
 // Models lists models newest first; it returns the next page's cursor ("" at the end).
@@ -216,6 +248,9 @@ func (s *Service) Models(ctx context.Context, f store.ModelFilter) ([]training.M
 	}
 	if ms == nil {
 		ms = []training.Model{}
+	}
+	for i := range ms {
+		ms[i] = training.WithETA(ms[i])
 	}
 	return ms, next, nil
 }

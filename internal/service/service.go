@@ -62,25 +62,32 @@ type Options struct {
 	StartLease time.Duration
 	// Notify configures the notifications outbox; zero: none are written.
 	Notify Notify
+	// NotFoundChecks and NotFoundGrace: a training Replicate answers 404
+	// for that many checks in a row, over at least that long, fails its
+	// model (defaults DefaultNotFoundChecks, DefaultNotFoundGrace).
+	NotFoundChecks int
+	NotFoundGrace  time.Duration
 }
 
 // Service is safe for concurrent use.
 type Service struct {
-	store         store.Store
-	broker        Publisher
-	log           *slog.Logger
-	now           func() time.Time
-	maxBatch      int
-	nextCheck     func(training.Model, time.Time, training.Source) *time.Time
-	replicate     Replicate
-	webhookURL    string
-	webhookEvents []string
-	tokenKey      []byte
-	recoverAfter  time.Duration
-	startLease    time.Duration
-	destinations  sync.Map // destinations known to exist
-	completed     atomic.Int64
-	notifyCfg     Notify
+	store          store.Store
+	broker         Publisher
+	log            *slog.Logger
+	now            func() time.Time
+	maxBatch       int
+	nextCheck      func(training.Model, time.Time, training.Source) *time.Time
+	replicate      Replicate
+	webhookURL     string
+	webhookEvents  []string
+	tokenKey       []byte
+	recoverAfter   time.Duration
+	startLease     time.Duration
+	notFoundGrace  time.Duration
+	notFoundChecks int
+	destinations   sync.Map // destinations known to exist
+	completed      atomic.Int64
+	notifyCfg      Notify
 
 	// afterCommit holds what a batch's transaction counts and logs, to be
 	// done once it commits: a batch that fails is retried job by job, and
@@ -131,6 +138,12 @@ func New(o Options) *Service {
 	if o.StartLease <= 0 {
 		o.StartLease = startLease
 	}
+	if o.NotFoundChecks <= 0 {
+		o.NotFoundChecks = DefaultNotFoundChecks
+	}
+	if o.NotFoundGrace <= 0 {
+		o.NotFoundGrace = DefaultNotFoundGrace
+	}
 	if o.RecoverAfter <= 0 {
 		o.RecoverAfter = 10 * time.Second
 	}
@@ -150,8 +163,8 @@ func New(o Options) *Service {
 		store: o.Store, broker: o.Broker, log: o.Logger, now: o.Now,
 		maxBatch: o.MaxBatch, nextCheck: o.NextCheck,
 		replicate: o.Replicate, webhookURL: o.WebhookURL, webhookEvents: o.WebhookEvents, recoverAfter: o.RecoverAfter, startLease: o.StartLease,
-		notifyCfg: o.Notify,
-		jobs:      make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
+		notifyCfg: o.Notify, notFoundGrace: o.NotFoundGrace, notFoundChecks: o.NotFoundChecks,
+		jobs: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}),
 		deliveries:  o.Metrics.NewCounter("trainhook_reports_total", "Reports applied, by source and outcome (applied, refreshed, same, stale, conflict, unknown_status, duplicate, held, refused).", "source", "outcome"),
 		transitions: o.Metrics.NewCounter("trainhook_transitions_total", "Status transitions applied, by from, to and source.", "from", "to", "source"),
 		delay:       o.Metrics.NewHistogram("trainhook_detection_delay_seconds", "Delay from completion at Replicate (completed_at) to the model's status change, by source.", metrics.DelayBuckets, "source"),
@@ -321,9 +334,11 @@ func (s *Service) runBatch(batch []*job) {
 	}
 }
 
-// publish announces a committed change, shaped as events carry a model.
+// publish announces a committed change. Events are kept for resumption and
+// go to every open dashboard, so they carry the model's summary: no log
+// tail (the model's page reads it), no input.
 func (s *Service) publish(m training.Model) {
-	s.broker.Publish("model", training.EventModel(m))
+	s.broker.Publish("model", training.Summary(m))
 }
 
 // applyJob is Apply for one report inside the batch's transaction. It
@@ -453,6 +468,8 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, m training.Model, obs 
 		if obs.Source == training.SourcePoll {
 			next.CheckAttempts = 0 // it counts failed checks in a row; this one worked
 		}
+		// Any report shows Replicate knows the training: 404s start over.
+		next.NotFoundSince, next.NotFoundChecks = nil, 0
 		err := tx.UpdateModel(ctx, &next)
 		if errors.Is(err, store.ErrStale) && attempt < 5 {
 			fresh, err := tx.ModelByID(ctx, m.ID)

@@ -40,6 +40,8 @@ type StartRequest struct {
 	Metadata       json.RawMessage
 	IdempotencyKey string
 	NotifyURL      string // the model's own notification URL; see Notify.AllowURL
+
+	retryOf string // set by Retry: the model this one retries
 }
 
 // ErrRefused wraps Replicate's refusal of a training: the model is Failed
@@ -139,7 +141,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 		m := training.Model{
 			ID: training.NewID(now), Name: req.Name, Trainer: req.Trainer, Destination: req.Destination,
 			Input: req.Input, Metadata: md, Status: training.Pending, IdempotencyKey: req.IdempotencyKey,
-			CreatedAt: now, UpdatedAt: now, NextCheckAt: &lease,
+			CreatedAt: now, UpdatedAt: now, NextCheckAt: &lease, RetryOf: req.retryOf,
 		}
 		if err := tx.InsertModel(ctx, &m); err != nil {
 			return Result{}, nil, fmt.Errorf("insert model: %w", err)
@@ -149,8 +151,12 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 				return Result{}, nil, err
 			}
 		}
+		note := "start requested: " + req.Trainer + " → " + req.Destination
+		if req.retryOf != "" {
+			note = "retry of model " + req.retryOf + ": " + req.Trainer + " → " + req.Destination
+		}
 		err := tx.AddHistory(ctx, training.HistoryEntry{ModelID: m.ID, To: training.Pending, Decision: training.Move,
-			Source: training.SourceAPI, At: now, Note: "start requested: " + req.Trainer + " → " + req.Destination})
+			Source: training.SourceAPI, At: now, Note: note})
 		return Result{Outcome: "inserted", Model: &m}, []training.Model{m}, err
 	})
 	if errors.Is(err, store.ErrDuplicate) {
@@ -248,12 +254,34 @@ func (s *Service) ensureDestination(ctx context.Context, dest string) error {
 		Owner: owner, Name: name, Visibility: "private", Hardware: "cpu",
 		Description: "Fine-tunes created by trainhook",
 	})
+	if err != nil && replicate.StatusCode(err) == http.StatusForbidden {
+		return fmt.Errorf("%s: %w", s.notYourOwner(ctx, owner, name), err)
+	}
 	if err != nil && !replicate.IsConflict(err) {
 		return fmt.Errorf("create destination model %s: %w", dest, err)
 	}
 	s.log.Info("destination model ready", "destination", dest, "created", err == nil)
 	s.destinations.Store(dest, true)
 	return nil
+}
+
+// notYourOwner says why Replicate refused (403) to create a destination:
+// the token's account may not create models under owner. It names the
+// account when Replicate says which it is (one more call, on this failure
+// only).
+func (s *Service) notYourOwner(ctx context.Context, owner, name string) string {
+	msg := fmt.Sprintf("you may not create models under %s: the destination must belong to the account of REPLICATE_API_TOKEN (or an organization it belongs to)", owner)
+	acc, ok := s.replicate.(interface {
+		Account(context.Context) (replicate.Account, error)
+	})
+	if !ok {
+		return msg
+	}
+	a, err := acc.Account(ctx)
+	if err != nil || a.Username == "" || a.Username == owner {
+		return msg
+	}
+	return fmt.Sprintf("you may not create models under %s: the token belongs to %s, so use a destination such as %s/%s", owner, a.Username, a.Username, name)
 }
 
 // startFailed records why a start did not go through. A refusal (4xx) fails
@@ -310,6 +338,11 @@ func (s *Service) Cancel(ctx context.Context, id string) (training.Model, error)
 		return m, errorf(Conflict, "model %s has no training on Replicate yet; retry once it is Training", m.ID)
 	}
 	t, err := s.replicate.CancelTraining(ctx, m.TrainingID)
+	if err != nil && replicate.IsNotFound(err) {
+		// Nothing runs on Replicate to cancel: end the model now rather
+		// than leave it to the poller's grace period.
+		return s.failNotFound(ctx, m)
+	}
 	if err != nil {
 		return m, &Error{Kind: Upstream, Msg: fmt.Sprintf("Replicate did not cancel training %s: %v", m.TrainingID, err), Err: err}
 	}

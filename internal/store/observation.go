@@ -22,6 +22,7 @@ type heldObservation struct {
 	Source      training.Source `json:"source,omitempty"`
 	SourceRef   string          `json:"source_ref,omitempty"`
 	At          time.Time       `json:"at"`
+	WebURL      string          `json:"web_url,omitempty"`
 }
 
 // EncodeObservation is the document a store keeps for a held observation.

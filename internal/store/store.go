@@ -111,6 +111,9 @@ type ModelFilter struct {
 	Query  string          // substring of the name, case-insensitive; empty: any
 	Before string          // cursor: only models with an id lower than this
 	Limit  int             // 1..1000
+	// Archived includes archived models (ArchivedAt set); without it they
+	// are left out.
+	Archived bool
 }
 
 // DeliveryFilter selects deliveries, newest first.

@@ -2,6 +2,7 @@ package training
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,9 @@ func Apply(m Model, obs Observation, now time.Time) (Model, Decision, *HistoryEn
 	m.UpdatedAt = now
 	if obs.StartedAt != nil {
 		m.StartedAt = obs.StartedAt
+	}
+	if obs.WebURL != "" && strings.HasPrefix(obs.WebURL, "https://") {
+		m.WebURL = obs.WebURL
 	}
 	if len(obs.Logs) >= m.LogLen {
 		m.LogLen = len(obs.Logs)

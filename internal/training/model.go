@@ -38,6 +38,20 @@ type Model struct {
 	// CheckAttempts counts the checks in a row that failed (Replicate
 	// unreachable, 404, rate limited); it sets the backoff of the next.
 	CheckAttempts int `json:"check_attempts,omitempty"`
+	// NotFoundSince and NotFoundChecks count the checks in a row that
+	// Replicate answered 404 for the training: after a grace period the
+	// model is Failed rather than polled forever. Any report resets them.
+	NotFoundSince  *time.Time `json:"not_found_since,omitempty"`
+	NotFoundChecks int        `json:"not_found_checks,omitempty"`
+
+	// ArchivedAt is set when a person removed the model: it is hidden from
+	// lists, but kept with its history.
+	ArchivedAt *time.Time `json:"archived_at,omitempty"`
+	// RetryOf is the id of the model this one retried ("" if none).
+	RetryOf string `json:"retry_of,omitempty"`
+	// WebURL is the training's page on replicate.com, from the urls.web
+	// Replicate reports; "" until a report carries one.
+	WebURL string `json:"web_url,omitempty"`
 
 	// Version increases on every write; updates are conditional on it, so two
 	// writers racing on one record cannot both win.
@@ -49,6 +63,10 @@ type Progress struct {
 	Percent float64 `json:"percent"`
 	Step    int     `json:"step,omitempty"`
 	Total   int     `json:"total,omitempty"`
+	// ETASeconds is the time left by the trainer's own estimate (tqdm's
+	// "[elapsed<left]"), as of the model's UpdatedAt. It is not stored: it
+	// is read from the log tail (WithETA).
+	ETASeconds int `json:"eta_seconds,omitempty"`
 }
 
 // Source says where a report came from.
@@ -74,6 +92,9 @@ type Observation struct {
 	Source      Source
 	SourceRef   string // webhook-id for webhooks
 	At          time.Time
+	// WebURL is the training's page on replicate.com (urls.web), when the
+	// report carries it.
+	WebURL string
 }
 
 // HistoryEntry records one transition, or one flagged conflict, of a model.
@@ -109,4 +130,27 @@ type Delivery struct {
 	// ReplayOf is the id of the delivery this one replayed (0: none).
 	ReplayOf int64  `json:"replay_of,omitempty"`
 	Payload  []byte `json:"-"`
+}
+
+// Summary is m as lists and live events carry it: without its log tail
+// (kilobytes per model; the single model's read has it), input or
+// idempotency key.
+func Summary(m Model) Model {
+	m = WithETA(m)
+	m.LogTail, m.Input, m.IdempotencyKey = "", nil, ""
+	return m
+}
+
+// WithETA sets m.Progress.ETASeconds from the last progress line of its log
+// tail while the training runs (0 once it has ended, or without an
+// estimate).
+func WithETA(m Model) Model {
+	m.Progress.ETASeconds = 0
+	if m.Status.Terminal() {
+		return m
+	}
+	if p, ok := ParseProgress(m.LogTail); ok {
+		m.Progress.ETASeconds = p.ETASeconds
+	}
+	return m
 }

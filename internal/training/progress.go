@@ -63,7 +63,34 @@ func parseProgressLine(line string) (Progress, bool) {
 	if err1 == nil && err2 == nil && s >= 0 && t > 0 && s <= t {
 		p.Step, p.Total = s, t
 	}
+	// "[00:12<00:18, 33.1it/s]": elapsed, then the time left.
+	if _, times, ok := strings.Cut(bar[k+1:], "["); ok {
+		if _, left, ok := strings.Cut(times, "<"); ok {
+			left, _, _ = strings.Cut(left, ",")
+			left, _, _ = strings.Cut(left, "]")
+			if secs, ok := clockSeconds(strings.TrimSpace(left)); ok {
+				p.ETASeconds = secs
+			}
+		}
+	}
 	return p, true
+}
+
+// clockSeconds reads tqdm's "MM:SS" or "H:MM:SS".
+func clockSeconds(s string) (int, bool) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return 0, false
+	}
+	total := 0
+	for i, part := range parts {
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 0 || i > 0 && n >= 60 {
+			return 0, false
+		}
+		total = total*60 + n
+	}
+	return total, true
 }
 
 // LogTail returns the end of logs, at most MaxLogTail bytes, cut at a line

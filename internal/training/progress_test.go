@@ -13,16 +13,19 @@ func TestParseProgress(t *testing.T) {
 		want Progress
 		ok   bool
 	}{
-		{" 40%|####      | 400/1000 [00:12<00:18, 33.1it/s]", Progress{40, 400, 1000}, true},
-		{"a\n 10%|#  | 100/1000\nb\n 99%|█████████▉| 999/1000 [..]\nSaving weights\n", Progress{99, 999, 1000}, true},
-		{"flux_train_replicate:  40%|####      | 400/1000 [00:12<00:18, 33.1it/s, lr: 4.0e-04 loss: 3.9e-01]", Progress{40, 400, 1000}, true},
-		{" 5%|\r 6%|  | 6/100\r 7%|  | 7/100", Progress{7, 7, 100}, true},
-		{"100%|##########| 1000/1000", Progress{100, 1000, 1000}, true},
+		{" 40%|####      | 400/1000 [00:12<00:18, 33.1it/s]", Progress{40, 400, 1000, 18}, true},
+		{"a\n 10%|#  | 100/1000\nb\n 99%|█████████▉| 999/1000 [..]\nSaving weights\n", Progress{99, 999, 1000, 0}, true},
+		{"flux_train_replicate:  40%|####      | 400/1000 [00:12<02:05, 33.1it/s, lr: 4.0e-04 loss: 3.9e-01]", Progress{40, 400, 1000, 125}, true},
+		{" 5%|\r 6%|  | 6/100\r 7%|  | 7/100", Progress{7, 7, 100, 0}, true},
+		{"100%|##########| 1000/1000", Progress{100, 1000, 1000, 0}, true},
+		{" 10%|#  | 100/1000 [05:00<1:30:05, 3.3it/s]", Progress{10, 100, 1000, 5405}, true},
+		{" 10%|#  | 100/1000 [00:01<?, ?it/s]", Progress{10, 100, 1000, 0}, true},
+		{" 10%|#  | 100/1000 [00:01<00:99, 1it/s]", Progress{10, 100, 1000, 0}, true},
 		{"50%| no counts here", Progress{Percent: 50}, true},
 		{"no progress at all", Progress{}, false},
 		{"", Progress{}, false},
 		{"x%|", Progress{}, false},
-		{" 40%|##| 400/1000\nbroken 250%| 1/2", Progress{40, 400, 1000}, true},
+		{" 40%|##| 400/1000\nbroken 250%| 1/2", Progress{40, 400, 1000, 0}, true},
 		{" 40%|##| 5000/1000", Progress{Percent: 40}, true},
 	}
 	for _, c := range cases {

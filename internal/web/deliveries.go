@@ -140,7 +140,8 @@ func (s *server) listDeliveries(r *http.Request, f store.DeliveryFilter) ([]trai
 
 type deliveryRow struct {
 	training.Delivery
-	Now time.Time
+	Now       time.Time
+	ModelName string // "" when unknown
 }
 
 // Age is how long ago the delivery was received.
@@ -164,8 +165,20 @@ func (s *server) deliveriesPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := deliveriesView{Filter: dq}
 	now := s.now()
+	names := map[string]string{} // a page names few models, each many times
 	for _, d := range ds {
-		v.Rows = append(v.Rows, deliveryRow{Delivery: d, Now: now})
+		row := deliveryRow{Delivery: d, Now: now}
+		if d.ModelID != "" {
+			name, ok := names[d.ModelID]
+			if !ok {
+				if m, err := s.d.Store.GetModel(r.Context(), d.ModelID); err == nil {
+					name = m.Name
+				}
+				names[d.ModelID] = name
+			}
+			row.ModelName = name
+		}
+		v.Rows = append(v.Rows, row)
 	}
 	if next != "" {
 		v.NextURL = dq.url("/deliveries", next)

@@ -38,7 +38,7 @@ func TestDeliveries(t *testing.T) {
 	t.Run("page shows verified and refused, with reasons", func(t *testing.T) {
 		r := s.get("/deliveries")
 		r.has(t, "<h1>Deliveries</h1>", "✓</span> Verified", "✕</span> Refused", "webhook signature: no valid signature",
-			"msg_forged", "<code>train-del</code>", `href="/models/`+m.ID+`"`, `>duplicate<`, `>applied<`,
+			"msg_forged", "<code>train-del</code>", `href="/models/`+m.ID+`">portrait</a>`, `>duplicate<`, `>applied<`,
 			`aria-label="Replay delivery 1"`)
 		if strings.Index(r.body, "msg_forged") > strings.Index(r.body, "msg_d1") {
 			t.Error("not newest first")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -74,7 +75,8 @@ func (m modelRow) DurationPrefix() string {
 	return "running"
 }
 
-// ProgressText is "40% · step 400 of 1000", or what stands for it.
+// ProgressText is "40% · step 400 of 1000 · about 2 min left", or what
+// stands for it.
 func (m modelRow) ProgressText() string {
 	p := m.Progress
 	switch {
@@ -82,10 +84,15 @@ func (m modelRow) ProgressText() string {
 		return "waiting to start"
 	case p.Percent == 0 && p.Total == 0:
 		return "starting"
-	case p.Total > 0:
-		return strconv.FormatFloat(p.Percent, 'f', 0, 64) + "% · step " + strconv.Itoa(p.Step) + " of " + strconv.Itoa(p.Total)
 	}
-	return strconv.FormatFloat(p.Percent, 'f', 0, 64) + "%"
+	text := strconv.FormatFloat(p.Percent, 'f', 0, 64) + "%"
+	if p.Total > 0 {
+		text += " · step " + strconv.Itoa(p.Step) + " of " + strconv.Itoa(p.Total)
+	}
+	if left := training.TimeLeft(m.Model, m.Now); left != "" {
+		text += " · " + left
+	}
+	return text
 }
 
 // modelsView is the list page.
@@ -225,11 +232,15 @@ type modelView struct {
 	History     []historyRow
 	Output      *outputView
 	Waiting     string
+	Normal      bool // Waiting describes a training that runs as it should
 	CanCancel   bool
 	CancelNote  string
 	Input       string
 	Metadata    string
 	WebhookMode bool
+	CanRemove   bool
+	CanRetry    bool
+	RetryKey    string // idempotency key of the retry form: a double submit starts one training
 }
 
 type historyRow struct {
@@ -296,12 +307,17 @@ func pretty(raw json.RawMessage) string {
 	return b.String()
 }
 
-// waiting explains why a model in flight has not moved, from when it last
-// changed and when it is next checked: "no news for 12 min; next check in 3 min".
-func waiting(m training.Model, now time.Time, webhookMode, canPoll bool) string {
+// waiting says where a model in flight stands, from when it last changed
+// and when it is next checked: "last news 3 s ago; next check in 2 s" for a
+// training that runs as it should (normal is true), or why it has not
+// moved: "the start has not been confirmed by Replicate yet; no news for
+// 12 min; ...".
+func waiting(m training.Model, now time.Time, webhookMode, canPoll bool) (text string, normal bool) {
 	if m.Status.Terminal() {
-		return ""
+		return "", false
 	}
+	normal = m.Status == training.Training && canPoll && m.CheckAttempts == 0 && m.NotFoundChecks == 0 &&
+		(m.NextCheckAt == nil && webhookMode || m.NextCheckAt != nil && m.NextCheckAt.After(now.Add(-5*time.Second)))
 	var parts []string
 	switch {
 	case m.Status == training.Pending && m.TrainingID == "":
@@ -309,7 +325,11 @@ func waiting(m training.Model, now time.Time, webhookMode, canPoll bool) string 
 	case m.Status == training.Pending:
 		parts = append(parts, "Replicate has not reported the training as started")
 	}
-	parts = append(parts, "no news for "+span(now.Sub(m.UpdatedAt)))
+	if normal {
+		parts = append(parts, "last news "+span(now.Sub(m.UpdatedAt))+" ago")
+	} else {
+		parts = append(parts, "no news for "+span(now.Sub(m.UpdatedAt)))
+	}
 	switch {
 	case !canPoll:
 		parts = append(parts, "trainhook cannot check on it without REPLICATE_API_TOKEN, so only a webhook can move it")
@@ -326,10 +346,12 @@ func waiting(m training.Model, now time.Time, webhookMode, canPoll bool) string 
 	default:
 		parts = append(parts, "a check is due now (overdue by "+span(now.Sub(*m.NextCheckAt))+")")
 	}
-	if m.CheckAttempts > 0 {
+	if m.NotFoundChecks > 0 && m.NotFoundSince != nil {
+		parts = append(parts, fmt.Sprintf("Replicate has answered 404 for this training %d times since %s ago; if it goes on, the model fails", m.NotFoundChecks, span(now.Sub(*m.NotFoundSince))))
+	} else if m.CheckAttempts > 0 {
 		parts = append(parts, strconv.Itoa(m.CheckAttempts)+" checks so far")
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; "), normal
 }
 
 // modelNotices are the messages a redirect to the model page may ask for;
@@ -339,6 +361,8 @@ var modelNotices = map[string]string{
 	"start-pending":    "Replicate could not be reached to start the training. The model stays Pending and trainhook will finish starting it, without creating a second training.",
 	"cancel-requested": "Cancellation requested. Replicate confirms it in a moment; this page updates by itself.",
 	"canceled":         "The training was canceled.",
+	"removed":          "Removed from the list. The model and its history are kept here.",
+	"retried":          "A new training was started with the same trainer, destination and input.",
 }
 
 func (s *server) loadModel(r *http.Request) (modelView, error) {
@@ -355,7 +379,7 @@ func (s *server) loadModel(r *http.Request) (modelView, error) {
 		Metadata: pretty(d.Metadata),
 	}
 	v.WebhookMode = cfg != nil && cfg.Webhook()
-	v.Waiting = waiting(d.Model, now, v.WebhookMode, cfg == nil || cfg.ReplicateToken)
+	v.Waiting, v.Normal = waiting(d.Model, now, v.WebhookMode, cfg == nil || cfg.ReplicateToken)
 	for _, h := range d.History {
 		v.History = append(v.History, historyRow{h})
 	}
@@ -365,6 +389,11 @@ func (s *server) loadModel(r *http.Request) (modelView, error) {
 		v.CancelNote = "It can be canceled once Replicate has accepted the training."
 	default:
 		v.CanCancel = true
+	}
+	v.CanRemove = d.Status.Terminal() && d.ArchivedAt == nil
+	v.CanRetry = (d.Status == training.Failed || d.Status == training.Canceled) && d.Trainer != "" && d.Destination != ""
+	if v.CanRetry {
+		v.RetryKey = newKey()
 	}
 	return v, nil
 }

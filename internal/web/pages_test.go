@@ -73,7 +73,7 @@ func TestModelsList(t *testing.T) {
 		r := s.get("/")
 		r.has(t, ">All <span class=\"count\">7</span>", "Pending <span class=\"count\">3</span>", "Training <span class=\"count\">1</span>",
 			"Ready <span class=\"count\">1</span>", "Failed <span class=\"count\">1</span>", "Canceled <span class=\"count\">1</span>",
-			`<progress max="100" value="40"`, "40% · step 400 of 1000", "waiting to start", "running ",
+			`<progress max="100" value="40"`, "40% · step 400 of 1000 · about 1", " s left</span>", "waiting to start", "running ",
 			`class="badge badge-ready"><span aria-hidden="true">✓</span> Ready</span>`, `badge-failed"><span aria-hidden="true">✕</span> Failed`)
 		// Newest first.
 		if strings.Index(r.body, ids[6]) > strings.Index(r.body, ids[0]) {

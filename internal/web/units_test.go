@@ -32,25 +32,28 @@ func TestWaiting(t *testing.T) {
 	now := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
 	next := now.Add(3 * time.Minute)
 	past := now.Add(-20 * time.Second)
-	m := training.Model{Status: training.Training, TrainingID: "t1", UpdatedAt: now.Add(-12 * time.Minute), NextCheckAt: &next}
-	if got := waiting(m, now, false, true); got != "no news for 12 min; next check in 3 min" {
-		t.Errorf("polling: %q", got)
+	check := func(what string, m training.Model, webhookMode, canPoll bool, want string, wantNormal bool) {
+		t.Helper()
+		if got, normal := waiting(m, now, webhookMode, canPoll); got != want || normal != wantNormal {
+			t.Errorf("%s: %q (normal %v), want %q (normal %v)", what, got, normal, want, wantNormal)
+		}
 	}
-	if got := waiting(m, now, true, true); got != "no news for 12 min; next check in 3 min if no webhook comes first" {
-		t.Errorf("webhook: %q", got)
-	}
+	m := training.Model{Status: training.Training, TrainingID: "t1", UpdatedAt: now.Add(-3 * time.Second), NextCheckAt: &next}
+	check("polling, on schedule", m, false, true, "last news 3 s ago; next check in 3 min", true)
+	check("webhook, on schedule", m, true, true, "last news 3 s ago; next check in 3 min if no webhook comes first", true)
 	m.NextCheckAt, m.CheckAttempts = &past, 4
-	if got := waiting(m, now, false, true); got != "no news for 12 min; a check is due now (overdue by 20 s); 4 checks so far" {
-		t.Errorf("overdue: %q", got)
-	}
+	check("overdue, failing checks", m, false, true, "no news for 3 s; a check is due now (overdue by 20 s); 4 checks so far", false)
+	since := now.Add(-time.Minute)
+	m.NextCheckAt, m.CheckAttempts, m.NotFoundChecks, m.NotFoundSince = &next, 2, 2, &since
+	check("404s", m, false, true, "no news for 3 s; next check in 3 min; Replicate has answered 404 for this training 2 times since 1 min ago; if it goes on, the model fails", false)
+	m = training.Model{Status: training.Training, TrainingID: "t1", UpdatedAt: now, NextCheckAt: &next}
+	check("no token", m, false, false, "no news for 0 s; trainhook cannot check on it without REPLICATE_API_TOKEN, so only a webhook can move it", false)
 	m = training.Model{Status: training.Pending, UpdatedAt: now}
-	if got := waiting(m, now, true, true); !strings.HasPrefix(got, "the start has not been confirmed by Replicate yet; no news for 0 s; waiting for a webhook") {
-		t.Errorf("start in doubt: %q", got)
+	if got, normal := waiting(m, now, true, true); normal || !strings.HasPrefix(got, "the start has not been confirmed by Replicate yet; no news for 0 s; waiting for a webhook") {
+		t.Errorf("start in doubt: %q (normal %v)", got, normal)
 	}
 	m.Status = training.Ready
-	if got := waiting(m, now, true, true); got != "" {
-		t.Errorf("terminal: %q", got)
-	}
+	check("terminal", m, true, true, "", false)
 }
 
 func TestSafeNext(t *testing.T) {

@@ -82,6 +82,8 @@ func (dash *Dashboard) Register(mux *http.ServeMux) {
 	mux.Handle("POST /models/new", s.form(s.startSubmit))
 	mux.Handle("GET /models/{id}", s.page(s.modelPage))
 	mux.Handle("POST /models/{id}/cancel", s.form(s.cancelSubmit))
+	mux.Handle("POST /models/{id}/remove", s.form(s.removeSubmit))
+	mux.Handle("POST /models/{id}/retry", s.form(s.retrySubmit))
 	mux.Handle("GET /deliveries", s.page(s.deliveriesPage))
 	mux.Handle("GET /deliveries/{id}", s.page(s.deliveryPage))
 	mux.Handle("POST /deliveries/{id}/replay", s.form(s.replaySubmit))

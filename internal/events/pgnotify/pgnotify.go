@@ -292,7 +292,7 @@ func (b *Bridge) receive(ctx context.Context, payload string) {
 		}
 		return
 	}
-	b.broker.Publish(n.Type, training.EventModel(m))
+	b.broker.Publish(n.Type, training.Summary(m))
 }
 
 // versions remembers the newest version of each model this instance has

@@ -111,6 +111,7 @@ func storedTimePtr(t *time.Time) *time.Time {
 func storedTimes(m *training.Model) {
 	m.CreatedAt, m.UpdatedAt = storedTime(m.CreatedAt), storedTime(m.UpdatedAt)
 	m.StartedAt, m.CompletedAt, m.NextCheckAt = storedTimePtr(m.StartedAt), storedTimePtr(m.CompletedAt), storedTimePtr(m.NextCheckAt)
+	m.NotFoundSince, m.ArchivedAt = storedTimePtr(m.NotFoundSince), storedTimePtr(m.ArchivedAt)
 }
 
 func decodeTime(t pgtype.Timestamptz) time.Time {
@@ -140,7 +141,7 @@ func rawJSON(b []byte) json.RawMessage {
 const modelColumns = `id, name, training_id, trainer, destination, input, status, remote_status,
 	output, error, progress_percent, progress_step, progress_total, log_tail, log_len, metadata,
 	flagged, idempotency_key, created_at, started_at, completed_at, updated_at, next_check_at,
-	check_attempts, version`
+	check_attempts, not_found_since, not_found_checks, archived_at, retry_of, web_url, version`
 
 // prefixed returns a column list with each name qualified by table alias p.
 func prefixed(p, columns string) string {
@@ -157,6 +158,8 @@ func scanModel(row pgx.Row) (training.Model, error) {
 		input, output, metadata []byte
 		created, started, done  pgtype.Timestamptz
 		updated, next           pgtype.Timestamptz
+		notFound, archived      pgtype.Timestamptz
+		notFoundChecks          int64
 		status                  string
 		step, total, logLen     int64
 		attempts                int64
@@ -164,7 +167,7 @@ func scanModel(row pgx.Row) (training.Model, error) {
 	err := row.Scan(&m.ID, &m.Name, &m.TrainingID, &m.Trainer, &m.Destination, &input, &status, &m.RemoteStatus,
 		&output, &m.Error, &m.Progress.Percent, &step, &total, &m.LogTail, &logLen, &metadata,
 		&m.Flagged, &m.IdempotencyKey, &created, &started, &done, &updated, &next,
-		&attempts, &m.Version)
+		&attempts, &notFound, &notFoundChecks, &archived, &m.RetryOf, &m.WebURL, &m.Version)
 	if err != nil {
 		return training.Model{}, err
 	}
@@ -173,11 +176,12 @@ func scanModel(row pgx.Row) (training.Model, error) {
 	m.Input, m.Output, m.Metadata = rawJSON(input), rawJSON(output), rawJSON(metadata)
 	m.CreatedAt, m.UpdatedAt = decodeTime(created), decodeTime(updated)
 	m.StartedAt, m.CompletedAt, m.NextCheckAt = decodeTimePtr(started), decodeTimePtr(done), decodeTimePtr(next)
+	m.NotFoundSince, m.ArchivedAt, m.NotFoundChecks = decodeTimePtr(notFound), decodeTimePtr(archived), int(notFoundChecks)
 	return m, nil
 }
 
 // modelArgs are the values of every column but version, in the order of
-// insertModelSQL and updateModelSQL: $1..$24, then id as $25.
+// insertModelSQL and updateModelSQL: $1..$29, then id as $30.
 func modelArgs(m *training.Model) ([]any, error) {
 	var e encoder
 	args := []any{
@@ -189,6 +193,8 @@ func modelArgs(m *training.Model) ([]any, error) {
 		e.time("created_at", m.CreatedAt), e.timePtr("started_at", m.StartedAt),
 		e.timePtr("completed_at", m.CompletedAt), e.time("updated_at", m.UpdatedAt),
 		e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
+		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks),
+		e.timePtr("archived_at", m.ArchivedAt), text(m.RetryOf), text(m.WebURL),
 		text(m.ID),
 	}
 	return args, e.err

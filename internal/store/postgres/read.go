@@ -61,6 +61,10 @@ func (s *Store) ListModels(ctx context.Context, f store.ModelFilter) ([]training
 		q.WriteString(where + " status = " + a.add(text(string(f.Status))))
 		where = " AND"
 	}
+	if !f.Archived {
+		q.WriteString(where + " archived_at IS NULL")
+		where = " AND"
+	}
 	if f.Before != "" {
 		q.WriteString(where + " id < " + a.add(text(f.Before)))
 		where = " AND"

@@ -37,8 +37,10 @@ const (
 	progress_percent, progress_step, progress_total, log_tail, log_len,
 	metadata, flagged, idempotency_key,
 	created_at, started_at, completed_at, updated_at, next_check_at, check_attempts,
+	not_found_since, not_found_checks, archived_at, retry_of, web_url,
 	id, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, 1)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
+	$25, $26, $27, $28, $29, $30, 1)
 ON CONFLICT DO NOTHING`
 	whyNotInserted = `SELECT
 	EXISTS (SELECT 1 FROM models WHERE id = $1),
@@ -50,21 +52,22 @@ ON CONFLICT DO NOTHING`
 	progress_percent = $11, progress_step = $12, progress_total = $13, log_tail = $14, log_len = $15,
 	metadata = $16, flagged = $17, idempotency_key = $18,
 	created_at = $19, started_at = $20, completed_at = $21, updated_at = $22, next_check_at = $23, check_attempts = $24,
+	not_found_since = $25, not_found_checks = $26, archived_at = $27, retry_of = $28, web_url = $29,
 	version = version + 1`
 	// The conditional update: no row changes unless the version read is
 	// still the stored one. Under READ COMMITTED, an update that waited for
 	// another transaction's row lock re-checks the WHERE clause against the
 	// row that transaction committed, so of two racing writers one wins and
 	// the other sees no row: ErrStale.
-	updateModel = `UPDATE models SET ` + modelSet + ` WHERE id = $25 AND version = $26`
+	updateModel = `UPDATE models SET ` + modelSet + ` WHERE id = $30 AND version = $31`
 	// updateModelGuarded is the update for a model whose training id or key
 	// may be changing: it leaves the row alone, rather than fail on the
 	// unique index, when another model holds either value. It runs after
 	// uniqueLocks in the same round trip, so its snapshot is taken once any
 	// other writer of those values has committed.
 	updateModelGuarded = updateModel + `
-	AND NOT EXISTS (SELECT 1 FROM models o WHERE o.training_id = $3 AND o.training_id <> '' AND o.id <> $25)
-	AND NOT EXISTS (SELECT 1 FROM models o WHERE o.idempotency_key = $18 AND o.idempotency_key <> '' AND o.id <> $25)`
+	AND NOT EXISTS (SELECT 1 FROM models o WHERE o.training_id = $3 AND o.training_id <> '' AND o.id <> $30)
+	AND NOT EXISTS (SELECT 1 FROM models o WHERE o.idempotency_key = $18 AND o.idempotency_key <> '' AND o.id <> $30)`
 	whyNotUpdated = `SELECT version,
 	EXISTS (SELECT 1 FROM models o WHERE o.training_id = $2 AND o.training_id <> '' AND o.id <> $1),
 	EXISTS (SELECT 1 FROM models o WHERE o.idempotency_key = $3 AND o.idempotency_key <> '' AND o.id <> $1)

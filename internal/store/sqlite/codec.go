@@ -88,7 +88,7 @@ func rawJSON(b []byte) json.RawMessage {
 const modelColumns = `id, name, training_id, trainer, destination, input, status, remote_status,
 	output, error, progress_percent, progress_step, progress_total, log_tail, log_len, metadata,
 	flagged, idempotency_key, created_at, started_at, completed_at, updated_at, next_check_at,
-	check_attempts, version`
+	check_attempts, not_found_since, not_found_checks, archived_at, retry_of, web_url, version`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -98,13 +98,14 @@ func scanModel(row scanner) (training.Model, error) {
 		input, output, metadata []byte
 		created, started, done  sql.NullInt64
 		updated, next           sql.NullInt64
+		notFound, archived      sql.NullInt64
 		status                  string
 		flagged                 int64
 	)
 	err := row.Scan(&m.ID, &m.Name, &m.TrainingID, &m.Trainer, &m.Destination, &input, &status, &m.RemoteStatus,
 		&output, &m.Error, &m.Progress.Percent, &m.Progress.Step, &m.Progress.Total, &m.LogTail, &m.LogLen, &metadata,
 		&flagged, &m.IdempotencyKey, &created, &started, &done, &updated, &next,
-		&m.CheckAttempts, &m.Version)
+		&m.CheckAttempts, &notFound, &m.NotFoundChecks, &archived, &m.RetryOf, &m.WebURL, &m.Version)
 	if err != nil {
 		return training.Model{}, err
 	}
@@ -116,6 +117,7 @@ func scanModel(row scanner) (training.Model, error) {
 	m.Flagged = flagged != 0
 	m.CreatedAt, m.UpdatedAt = decodeTime(created), decodeTime(updated)
 	m.StartedAt, m.CompletedAt, m.NextCheckAt = decodeTimePtr(started), decodeTimePtr(done), decodeTimePtr(next)
+	m.NotFoundSince, m.ArchivedAt = decodeTimePtr(notFound), decodeTimePtr(archived)
 	return m, nil
 }
 
@@ -131,6 +133,8 @@ func modelArgs(m *training.Model) ([]any, error) {
 		e.time("created_at", m.CreatedAt), e.timePtr("started_at", m.StartedAt),
 		e.timePtr("completed_at", m.CompletedAt), e.time("updated_at", m.UpdatedAt),
 		e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
+		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks),
+		e.timePtr("archived_at", m.ArchivedAt), m.RetryOf, m.WebURL,
 		m.ID, // last but one or last: see the SQL
 	}
 	return args, e.err
@@ -140,7 +144,8 @@ func modelArgs(m *training.Model) ([]any, error) {
 // before id: those a report changes (see stmtUpdateModelState).
 const modelStateColumns = `status = ?, remote_status = ?, output = ?, error = ?,
 	progress_percent = ?, progress_step = ?, progress_total = ?, log_tail = ?, log_len = ?,
-	flagged = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?`
+	flagged = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?,
+	not_found_since = ?, not_found_checks = ?, archived_at = ?, web_url = ?`
 
 // modelStateArgs are the values of modelStateColumns, then the id.
 func modelStateArgs(m *training.Model) ([]any, error) {
@@ -150,6 +155,7 @@ func modelStateArgs(m *training.Model) ([]any, error) {
 		m.Progress.Percent, int64(m.Progress.Step), int64(m.Progress.Total), packText(m.LogTail), int64(m.LogLen),
 		boolInt(m.Flagged), e.timePtr("started_at", m.StartedAt), e.timePtr("completed_at", m.CompletedAt),
 		e.time("updated_at", m.UpdatedAt), e.timePtr("next_check_at", m.NextCheckAt), int64(m.CheckAttempts),
+		e.timePtr("not_found_since", m.NotFoundSince), int64(m.NotFoundChecks), e.timePtr("archived_at", m.ArchivedAt), m.WebURL,
 		m.ID,
 	}
 	return args, e.err

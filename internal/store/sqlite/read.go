@@ -60,6 +60,10 @@ func (s *Store) ListModels(ctx context.Context, f store.ModelFilter) ([]training
 		args = append(args, string(f.Status))
 		where = " AND"
 	}
+	if !f.Archived {
+		q.WriteString(where + " archived_at IS NULL")
+		where = " AND"
+	}
 	if f.Before != "" {
 		q.WriteString(where + " id < ?")
 		args = append(args, f.Before)

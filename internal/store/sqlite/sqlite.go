@@ -32,6 +32,7 @@ import (
 // concurrent use.
 type Store struct {
 	path string
+	lock *os.File // held until Close: see acquire
 
 	// The write side: one connection, taken out of its pool for good, and
 	// a lock that Write holds while it uses it. Write runs BEGIN IMMEDIATE
@@ -117,6 +118,9 @@ func open(ctx context.Context, path string, o options) (_ *Store, err error) {
 			s.Close()
 		}
 	}()
+	if s.lock, err = acquire(abs); err != nil {
+		return nil, err
+	}
 
 	wcache, rcache := 16<<10, 8<<10
 	if o.cacheKiB > 0 {
@@ -365,6 +369,10 @@ func (s *Store) Close() error {
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
+	}
+	if s.lock != nil {
+		// Last: the connections are closed, so the next holder is alone.
+		errs = append(errs, s.lock.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close SQLite database at %s: %w", s.path, err)

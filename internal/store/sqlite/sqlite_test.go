@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,6 +95,9 @@ func TestRefusesNewerSchema(t *testing.T) {
 	s, path := openTemp(t)
 	newer := len(migrations) + 1
 	if _, err := s.wc.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // the file is held while open
 		t.Fatal(err)
 	}
 	_, err := Open(ctx, path)
@@ -207,7 +211,9 @@ func TestPragmas(t *testing.T) {
 	}
 }
 
-// Two processes starting at once on a new file both end up migrated.
+// Processes starting at once on a new file: each either has the file to
+// itself and migrates it, or is refused (ErrInUse) while another holds it;
+// none fails otherwise, and the file ends up migrated.
 func TestConcurrentOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "trainhook.db")
 	var wg sync.WaitGroup
@@ -222,10 +228,25 @@ func TestConcurrentOpen(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	opened := 0
 	for _, err := range errs {
-		if err != nil {
+		switch {
+		case err == nil:
+			opened++
+		case !errors.Is(err, ErrInUse):
 			t.Error(err)
 		}
+	}
+	if opened == 0 {
+		t.Fatal("no Open got the file")
+	}
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if applied, latest, err := s.Migrated(t.Context()); err != nil || applied != latest {
+		t.Fatalf("after concurrent opens: schema %d of %d, %v", applied, latest, err)
 	}
 }
 

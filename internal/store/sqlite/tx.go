@@ -50,7 +50,8 @@ const modelSetColumns = `name = ?, name_fold = ?, training_id = ?, trainer = ?, 
 	status = ?, remote_status = ?, output = ?, error = ?,
 	progress_percent = ?, progress_step = ?, progress_total = ?, log_tail = ?, log_len = ?,
 	metadata = ?, flagged = ?, idempotency_key = ?,
-	created_at = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?`
+	created_at = ?, started_at = ?, completed_at = ?, updated_at = ?, next_check_at = ?, check_attempts = ?,
+	not_found_since = ?, not_found_checks = ?, archived_at = ?, retry_of = ?, web_url = ?`
 
 var writeSQL = [numWriteStmts]string{
 	// IMMEDIATE takes the write lock at the start, where busy_timeout
@@ -72,8 +73,9 @@ var writeSQL = [numWriteStmts]string{
 	progress_percent, progress_step, progress_total, log_tail, log_len,
 	metadata, flagged, idempotency_key,
 	created_at, started_at, completed_at, updated_at, next_check_at, check_attempts,
+	not_found_since, not_found_checks, archived_at, retry_of, web_url,
 	id, version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 	// The conditional update: no row changes unless the version read is
 	// still the stored one.
 	stmtUpdateModel: `UPDATE models SET ` + modelSetColumns + `, version = version + 1
@@ -187,19 +189,21 @@ type tx struct {
 type fixedFields struct {
 	version                                         int64
 	name, trainingID, trainer, destination, idemKey string
+	retryOf                                         string
 	input, metadata                                 []byte
 	created                                         time.Time
 }
 
 func fixedOf(m *training.Model) fixedFields {
 	return fixedFields{version: m.Version, name: m.Name, trainingID: m.TrainingID, trainer: m.Trainer,
-		destination: m.Destination, idemKey: m.IdempotencyKey, input: m.Input, metadata: m.Metadata, created: m.CreatedAt}
+		destination: m.Destination, idemKey: m.IdempotencyKey, input: m.Input, metadata: m.Metadata, created: m.CreatedAt,
+		retryOf: m.RetryOf}
 }
 
 func (f fixedFields) same(g fixedFields) bool {
 	return f.version == g.version && f.name == g.name && f.trainingID == g.trainingID && f.trainer == g.trainer &&
 		f.destination == g.destination && f.idemKey == g.idemKey && bytes.Equal(f.input, g.input) &&
-		bytes.Equal(f.metadata, g.metadata) && f.created.Equal(g.created)
+		bytes.Equal(f.metadata, g.metadata) && f.created.Equal(g.created) && f.retryOf == g.retryOf
 }
 
 var _ store.Tx = (*tx)(nil)

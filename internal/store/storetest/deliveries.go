@@ -189,7 +189,7 @@ func testHeld(t *testing.T, s store.Store) {
 	obs := []training.Observation{
 		{TrainingID: "tr-1", ModelID: "m1", Remote: "starting", Source: training.SourceWebhook, SourceRef: "msg_1",
 			Logs: "booting\n", At: at(3 * time.Second)},
-		{TrainingID: "tr-2", Remote: "processing", Source: training.SourcePoll, At: at(time.Second)},
+		{TrainingID: "tr-2", Remote: "processing", Source: training.SourcePoll, At: at(time.Second), WebURL: "https://replicate.com/p/tr-2"},
 		// Held later, with an earlier At: TakeHeld returns them in the order held.
 		{TrainingID: "tr-1", Remote: "processing", Logs: "step 1 <b>&</b>\n", StartedAt: ptr(at(time.Second)),
 			Source: training.SourceWebhook, SourceRef: "msg_2", At: at(2 * time.Second)},

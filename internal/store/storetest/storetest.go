@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ModelDuplicates", testModelDuplicates},
 		{"ModelUpdateEveryField", testModelUpdate},
 		{"ModelUpdateStale", testModelUpdateStale},
+		{"ModelUpdateLifecycle", testModelUpdateLifecycle},
+		{"ListModelsArchived", testListArchived},
 		{"NotFound", testNotFound},
 		{"WriteRollsBackOnError", testWriteRollback},
 		{"WriteRollsBackOnPanic", testWritePanic},
@@ -102,10 +104,10 @@ func checkFieldCounts(t *testing.T) {
 		typ  reflect.Type
 		want int
 	}{
-		{reflect.TypeFor[training.Model](), 23},
+		{reflect.TypeFor[training.Model](), 28},
 		{reflect.TypeFor[training.HistoryEntry](), 10},
 		{reflect.TypeFor[training.Delivery](), 13},
-		{reflect.TypeFor[training.Observation](), 11},
+		{reflect.TypeFor[training.Observation](), 12},
 	} {
 		if n := c.typ.NumField(); n != c.want {
 			t.Fatalf("%v has %d fields, storetest checks %d: extend the suite", c.typ, n, c.want)
@@ -151,6 +153,11 @@ func fullModel(id string) training.Model {
 		UpdatedAt:      at(3 * time.Minute),
 		NextCheckAt:    ptr(at(4 * time.Minute)),
 		CheckAttempts:  7,
+		NotFoundSince:  ptr(at(5 * time.Minute).In(cest)),
+		NotFoundChecks: 2,
+		ArchivedAt:     ptr(at(6 * time.Minute)),
+		RetryOf:        "01kretryof0000000000000000",
+		WebURL:         "https://replicate.com/p/tr-" + id,
 	}
 }
 
@@ -242,6 +249,11 @@ func diffModel(got, want training.Model) []string {
 	check("UpdatedAt", got.UpdatedAt.Equal(want.UpdatedAt), got.UpdatedAt, want.UpdatedAt)
 	check("NextCheckAt", timePtrEqual(got.NextCheckAt, want.NextCheckAt), fmtTime(got.NextCheckAt), fmtTime(want.NextCheckAt))
 	check("CheckAttempts", got.CheckAttempts == want.CheckAttempts, got.CheckAttempts, want.CheckAttempts)
+	check("NotFoundSince", timePtrEqual(got.NotFoundSince, want.NotFoundSince), fmtTime(got.NotFoundSince), fmtTime(want.NotFoundSince))
+	check("NotFoundChecks", got.NotFoundChecks == want.NotFoundChecks, got.NotFoundChecks, want.NotFoundChecks)
+	check("ArchivedAt", timePtrEqual(got.ArchivedAt, want.ArchivedAt), fmtTime(got.ArchivedAt), fmtTime(want.ArchivedAt))
+	check("RetryOf", got.RetryOf == want.RetryOf, got.RetryOf, want.RetryOf)
+	check("WebURL", got.WebURL == want.WebURL, got.WebURL, want.WebURL)
 	check("Version", got.Version == want.Version, got.Version, want.Version)
 	return d
 }
@@ -264,6 +276,7 @@ func diffObservation(got, want training.Observation) []string {
 	check("Source", got.Source == want.Source, got.Source, want.Source)
 	check("SourceRef", got.SourceRef == want.SourceRef, got.SourceRef, want.SourceRef)
 	check("At", got.At.Equal(want.At), got.At, want.At)
+	check("WebURL", got.WebURL == want.WebURL, got.WebURL, want.WebURL)
 	return d
 }
 

@@ -270,6 +270,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.screenshot("05-model-ready")
 	})
 
+	var failedID string
 	t.Run("a failure shows its error live on the model page", func(t *testing.T) {
 		b.do(chromedp.Navigate(s.url+"/models/new"),
 			chromedp.SendKeys(css("#trainer"), fakereplicate.FluxTrainer),
@@ -296,6 +297,7 @@ func TestDashboardInABrowser(t *testing.T) {
 			t.Fatalf("error shown: %q", msg)
 		}
 		b.screenshot("06-model-failed")
+		failedID = b.eval(`document.body.dataset.modelId`)
 	})
 
 	t.Run("a forged delivery is refused; a stored one replays", func(t *testing.T) {
@@ -341,6 +343,50 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.do(chromedp.Navigate(s.url+"/deliveries"), chromedp.WaitVisible(css("table.deliveries")))
 		if got := b.eval(`document.querySelector('tr[data-delivery-id]').textContent`); !strings.Contains(got, "replay of #"+id) {
 			t.Fatalf("the newest delivery is not the replay: %q", got)
+		}
+	})
+
+	t.Run("a failed model is retried and removed from its page", func(t *testing.T) {
+		// After the replay: the retried training's webhooks would be the
+		// newest deliveries.
+		b.do(chromedp.Navigate(s.url+"/models/"+failedID), chromedp.WaitVisible(css("#retry-button")))
+		if b.eval(`document.querySelector('.status-line').dataset.status`) != "Failed" {
+			t.Fatal("not on the failed model's page")
+		}
+		b.do(chromedp.Click(css("#retry-button")), chromedp.WaitVisible(css("#retry-of")))
+		if got := b.eval(`document.getElementById('retry-of').textContent`); got != failedID {
+			t.Fatalf("the new model is a retry of %q, want %q", got, failedID)
+		}
+		if newID := b.eval(`document.body.dataset.modelId`); newID == failedID || newID == "" {
+			t.Fatalf("not on a new model's page after retrying: %q", newID)
+		}
+		b.screenshot("06b-model-retried")
+
+		b.do(chromedp.Navigate(s.url + "/"))
+		b.waitFor("the failed row to say why", fmt.Sprintf(`document.querySelector('tr[data-model-id=%q] .error-text')?.textContent.includes('CUDA out of memory')`, failedID), 5*time.Second)
+		b.screenshot("06c-models-failed-error")
+
+		// Removed elsewhere (the API), the row leaves the open list live.
+		b.waitFor("live updates to be on", `document.getElementById('live-status').dataset.state === 'on'`, 5*time.Second)
+		req, _ := http.NewRequest("DELETE", s.url+"/api/models/"+readyID, nil)
+		req.Header.Set("Authorization", "Bearer "+dashToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("DELETE the Ready model: %d", resp.StatusCode)
+		}
+		b.waitFor("the removed row to leave the list", fmt.Sprintf(`!document.querySelector('tr[data-model-id=%q]')`, readyID), 5*time.Second)
+
+		b.do(chromedp.Navigate(s.url+"/models/"+failedID), chromedp.WaitVisible(css("#remove-button")))
+		b.eval(`(window.confirm = () => true, 'ok')`)
+		b.do(chromedp.Click(css("#remove-button")), chromedp.WaitVisible(css("#removed")))
+		b.screenshot("06d-model-removed")
+		b.do(chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(css("table.models")))
+		if b.eval(fmt.Sprintf(`document.querySelector('tr[data-model-id=%q]') ? 'listed' : 'gone'`, failedID)) != "gone" {
+			t.Fatal("the removed model is still in the list")
 		}
 	})
 

@@ -147,6 +147,12 @@
   function onModelInList(m) {
     if (syncing) { syncing.push(m); return; }
     var known = table.querySelector('tr[data-model-id="' + CSS.escape(m.id) + '"]');
+    if (m.archived_at) {
+      // Removed: lists leave it out.
+      if (known) { known.remove(); say('on', m.name + ' was removed from the list'); }
+      refreshCounts();
+      return;
+    }
     if (known || (table.dataset.firstPage === 'true' && matches(m))) {
       if (known && known.dataset.status !== m.status) say('on', m.name + ' is now ' + m.status);
       refresh('row:' + m.id, '/models/' + encodeURIComponent(m.id) + '?fragment=row', function (html) {
