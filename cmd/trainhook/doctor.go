@@ -893,7 +893,7 @@ func (d *doctor) localReplicate() bool {
 func (d *doctor) localHost(id, what, consequence, fix string) {
 	switch {
 	case d.localReplicate():
-		d.pass(id, titlePublic, fmt.Sprintf("%s, and so is Replicate's API at %s, which can reach it", what, d.cfg.ReplicateBaseURL))
+		d.pass(id, titlePublic, fmt.Sprintf("%s, and so is Replicate's API at %s, which can reach it", what, config.RedactURL(d.cfg.ReplicateBaseURL)))
 	case !d.cfg.WebhookMode:
 		d.warn(id, titlePublic, fmt.Sprintf("%s: Replicate cannot reach it, %s", what, consequence), fix)
 	default:
