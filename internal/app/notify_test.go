@@ -19,6 +19,7 @@ import (
 	"github.com/trainhook/trainhook/internal/apptest"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/training"
 )
@@ -398,7 +399,8 @@ func TestInstancesShareTheOutbox(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer rcv.Close()
-	env := map[string]string{"DATABASE_URL": apptest.Database(t), "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
+	// Instances share PostgreSQL; a SQLite file takes one server.
+	env := map[string]string{"DATABASE_URL": pgtest.URL(t), "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret}
 	a, b := start(t, env), start(t, env)
 	const n = 20
 	for i := range n {
