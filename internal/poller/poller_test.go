@@ -120,7 +120,7 @@ func (f *fakeService) Observe(_ context.Context, obs training.Observation) (serv
 		return service.Result{}, errors.New("not a poll")
 	}
 	f.observed[obs.TrainingID] = obs.Remote
-	return service.Result{Outcome: "applied"}, nil
+	return service.Result{Outcome: service.Outcome(training.Move)}, nil
 }
 
 func (f *fakeService) Reschedule(_ context.Context, id string, at time.Time) error {
