@@ -44,8 +44,24 @@ func (s *dueService) Reschedule(_ context.Context, _ string, at time.Time) error
 	return nil
 }
 
-func (s *dueService) RecoverStart(_ context.Context, m training.Model) (training.Model, error) {
+func (s *dueService) Defer(_ context.Context, _ string, at time.Time) error {
+	s.rescheduled = at
+	return nil
+}
+
+func (s *dueService) RecoverClaimed(_ context.Context, m training.Model, _ *service.TrainingScan) (training.Model, error) {
 	return m, errors.New("trainings.list: connection reset by peer")
+}
+
+func (s *dueService) ReleaseClaims(context.Context, []training.Model, time.Duration) error {
+	return nil
+}
+
+// TrainingNotFound reschedules the model, as the service does until the
+// 404s have lasted its grace period.
+func (s *dueService) TrainingNotFound(_ context.Context, _ training.Model, retryAt time.Time) (bool, error) {
+	s.rescheduled = retryAt
+	return false, nil
 }
 
 // The first failed check of a training is retried after Policy.Retry(0)

@@ -120,7 +120,7 @@ func (f *fakeService) Observe(_ context.Context, obs training.Observation) (serv
 		return service.Result{}, errors.New("not a poll")
 	}
 	f.observed[obs.TrainingID] = obs.Remote
-	return service.Result{Outcome: "applied"}, nil
+	return service.Result{Outcome: service.Outcome(training.Move)}, nil
 }
 
 func (f *fakeService) Reschedule(_ context.Context, id string, at time.Time) error {
@@ -130,8 +130,27 @@ func (f *fakeService) Reschedule(_ context.Context, id string, at time.Time) err
 	return nil
 }
 
-func (f *fakeService) RecoverStart(context.Context, training.Model) (training.Model, error) {
+func (f *fakeService) Defer(ctx context.Context, id string, at time.Time) error {
+	return f.Reschedule(ctx, id, at)
+}
+
+func (f *fakeService) RecoverClaimed(context.Context, training.Model, *service.TrainingScan) (training.Model, error) {
 	return training.Model{}, errors.New("unexpected")
+}
+
+// ReleaseClaims makes the models due again, as the service does (the fake
+// has no clock: they are due at once).
+func (f *fakeService) ReleaseClaims(_ context.Context, ms []training.Model, _ time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.due = append(f.due, ms...)
+	return nil
+}
+
+// TrainingNotFound reschedules the model, as the service does until the
+// 404s have lasted its grace period.
+func (f *fakeService) TrainingNotFound(ctx context.Context, m training.Model, retryAt time.Time) (bool, error) {
+	return false, f.Reschedule(ctx, m.ID, retryAt)
 }
 
 func setup(n, due int) (*fakeAPI, *fakeService) {

@@ -208,7 +208,7 @@ type watching struct {
 
 func (w *watching) Observe(ctx context.Context, obs training.Observation) (service.Result, error) {
 	res, err := w.Service.Observe(ctx, obs)
-	if err == nil && obs.Source == training.SourcePoll && res.Outcome == string(training.Move) && res.Model != nil && res.Model.Status.Terminal() {
+	if err == nil && obs.Source == training.SourcePoll && res.Outcome == service.Outcome(training.Move) && res.Model != nil && res.Model.Status.Terminal() {
 		w.mu.Lock()
 		w.creates[obs.TrainingID] = w.r.count(replicate.EndpointTrainingsCreate)
 		w.mu.Unlock()

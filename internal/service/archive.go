@@ -31,7 +31,7 @@ func (s *Service) Archive(ctx context.Context, id string) (training.Model, error
 			return Result{}, nil, errorf(Conflict, "model %s is still %s: cancel it first (trainhook cancel %s, or POST /api/models/%s/cancel), then remove it", m.ID, m.Status, m.ID, m.ID)
 		}
 		if m.ArchivedAt != nil {
-			return Result{Outcome: "archived", Model: &m}, nil, nil
+			return Result{Outcome: outcomeArchived, Model: &m}, nil, nil
 		}
 		now := s.now()
 		m.ArchivedAt, m.UpdatedAt = &now, now
@@ -44,7 +44,7 @@ func (s *Service) Archive(ctx context.Context, id string) (training.Model, error
 		}); err != nil {
 			return Result{}, nil, fmt.Errorf("add history of model %s: %w", m.ID, err)
 		}
-		return Result{Outcome: "archived", Model: &m}, []training.Model{m}, nil
+		return Result{Outcome: outcomeArchived, Model: &m}, []training.Model{m}, nil
 	})
 	if err != nil {
 		return training.Model{}, err

@@ -117,7 +117,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 				if prev.TrainingID != req.TrainingID {
 					return Result{}, nil, errorf(Conflict, "Idempotency-Key %q was already used for training %s; use a new key for a new training", req.IdempotencyKey, prev.TrainingID)
 				}
-				return Result{Outcome: "replayed", Model: &prev}, nil, nil
+				return Result{Outcome: outcomeReplayed, Model: &prev}, nil, nil
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return Result{}, nil, fmt.Errorf("look up idempotency key: %w", err)
@@ -152,7 +152,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 		}
 		changed := []training.Model{m}
 		after, err := s.applyHeld(ctx, tx, &m, now)
-		return Result{Outcome: "registered", Model: &m}, append(changed, after...), err
+		return Result{Outcome: outcomeRegistered, Model: &m}, append(changed, after...), err
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
@@ -160,7 +160,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (m training
 		}
 		return training.Model{}, false, err
 	}
-	return *res.Model, res.Outcome == "replayed", nil
+	return *res.Model, res.Outcome == outcomeReplayed, nil
 }
 
 // knownRegistration reports whether the idempotency key or the training id
@@ -170,7 +170,7 @@ func (s *Service) knownRegistration(ctx context.Context, req RegisterRequest) (b
 		known := func(err error) (Result, []training.Model, error) {
 			switch {
 			case err == nil:
-				return Result{Outcome: "known"}, nil, nil
+				return Result{Outcome: outcomeKnown}, nil, nil
 			case errors.Is(err, store.ErrNotFound):
 				return Result{}, nil, nil
 			}
@@ -183,7 +183,7 @@ func (s *Service) knownRegistration(ctx context.Context, req RegisterRequest) (b
 		}
 		return known(ignoreModel(tx.ModelByTrainingID(ctx, req.TrainingID)))
 	})
-	return res.Outcome == "known", err
+	return res.Outcome == outcomeKnown, err
 }
 
 func ignoreModel(_ training.Model, err error) error { return err }

@@ -62,7 +62,7 @@ func (s *Service) TrainingNotFound(ctx context.Context, m training.Model, retryA
 			if err != nil {
 				return Result{}, nil, err
 			}
-			return Result{Outcome: string(dec), Model: &next}, []training.Model{next}, nil
+			return Result{Outcome: decided(dec), Model: &next}, []training.Model{next}, nil
 		}
 		cur.NextCheckAt = &retryAt
 		cur.CheckAttempts++

@@ -83,30 +83,14 @@ const recoverySkew = time.Minute
 // make, and the model must be left as it is.
 var ErrClaimLost = errors.New("the model changed since it was claimed; leaving it to whoever changed it")
 
-// RecoverStart finishes a start whose outcome is unknown (the process died,
-// or the create's answer was lost): it lists recent trainings and binds the
-// one created for this model; only if there is none does it create it. It
-// reads the list for this start alone; a poller recovering several starts
-// uses RecoverClaimed with one shared TrainingScan.
-func (s *Service) RecoverStart(ctx context.Context, m training.Model) (training.Model, error) {
-	if s.replicate == nil {
-		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")
-	}
-	// Hold the lease for the whole recovery so no other check starts it too.
-	at := s.now().Add(s.startLease)
-	if err := s.Reschedule(ctx, m.ID, at); err != nil {
-		return m, err
-	}
-	m.NextCheckAt = &at // create sends nothing after it
-	return s.recover(ctx, m, NewTrainingScan(s.replicate.ListTrainings))
-}
-
-// RecoverClaimed is RecoverStart for a start the caller claimed (ClaimDue
-// returned m), reading the list through scan, which the caller began after
-// the claim and shares between the recoveries of one batch (see
-// TrainingScan). It first takes the start lease with a conditional update
-// at the claimed version, so it recovers nothing that anyone wrote since
-// the claim; it then returns ErrClaimLost.
+// RecoverClaimed finishes a start whose outcome is unknown (the process
+// died, or the create's answer was lost) and that the caller claimed
+// (ClaimDue returned m): it binds the training created for this model or,
+// only if there is none, creates it. It reads the list through scan, which
+// the caller began after the claim and shares between the recoveries of one
+// batch (see TrainingScan). It first takes the start lease with a
+// conditional update at the claimed version, so it recovers nothing that
+// anyone wrote since the claim; it then returns ErrClaimLost.
 func (s *Service) RecoverClaimed(ctx context.Context, m training.Model, scan *TrainingScan) (training.Model, error) {
 	if s.replicate == nil {
 		return m, errors.New("cannot recover a start without REPLICATE_API_TOKEN")

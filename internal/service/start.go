@@ -131,7 +131,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 		if req.IdempotencyKey != "" {
 			prev, err := tx.ModelByIdempotencyKey(ctx, req.IdempotencyKey)
 			if err == nil {
-				return Result{Outcome: "replayed", Model: &prev}, nil, nil
+				return Result{Outcome: outcomeReplayed, Model: &prev}, nil, nil
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return Result{}, nil, fmt.Errorf("look up idempotency key: %w", err)
 			}
@@ -157,7 +157,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 		}
 		err := tx.AddHistory(ctx, training.HistoryEntry{ModelID: m.ID, To: training.Pending, Decision: training.Move,
 			Source: training.SourceAPI, At: now, Note: note})
-		return Result{Outcome: "inserted", Model: &m}, []training.Model{m}, err
+		return Result{Outcome: outcomeInserted, Model: &m}, []training.Model{m}, err
 	})
 	if errors.Is(err, store.ErrDuplicate) {
 		return training.Model{}, false, errorf(Conflict, "Idempotency-Key %q is in use by a request running now; retry shortly", req.IdempotencyKey)
@@ -165,7 +165,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (training.Model, 
 	if err != nil {
 		return training.Model{}, false, err
 	}
-	m, replayed := *res.Model, res.Outcome == "replayed"
+	m, replayed := *res.Model, res.Outcome == outcomeReplayed
 	if replayed {
 		return m, true, nil
 	}

@@ -23,7 +23,7 @@ import (
 var outcomes = []string{
 	string(training.Move), string(training.Refresh), string(training.Same), string(training.Stale),
 	string(training.Conflict), string(training.Unknown),
-	service.OutcomeDuplicate, service.OutcomeHeld, service.OutcomeRefused,
+	string(service.OutcomeDuplicate), string(service.OutcomeHeld), string(service.OutcomeRefused),
 }
 
 // deliveryQuery is the deliveries filter as the page and the API take it:

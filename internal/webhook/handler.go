@@ -77,11 +77,14 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	return &h
 }
 
+// outcomeProbe answers a doctor's probe delivery, which changes nothing.
+const outcomeProbe service.Outcome = "probe"
+
 type answer struct {
-	Outcome string `json:"outcome,omitempty"`
-	ModelID string `json:"model_id,omitempty"`
-	Status  string `json:"status,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Outcome service.Outcome `json:"outcome,omitempty"`
+	ModelID string          `json:"model_id,omitempty"`
+	Status  string          `json:"status,omitempty"`
+	Error   string          `json:"error,omitempty"`
 	// cause is why a delivery could not be stored: logged, never sent.
 	cause error
 }
@@ -114,11 +117,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Replayed is what replaying a stored delivery did.
 type Replayed struct {
-	Code    int    `json:"code"`
-	Outcome string `json:"outcome,omitempty"`
-	ModelID string `json:"model_id,omitempty"`
-	Status  string `json:"status,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Code    int             `json:"code"`
+	Outcome service.Outcome `json:"outcome,omitempty"`
+	ModelID string          `json:"model_id,omitempty"`
+	Status  string          `json:"status,omitempty"`
+	Error   string          `json:"error,omitempty"`
 }
 
 // Replay runs a stored delivery through the handler as it is configured now
@@ -170,7 +173,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 	refuse := func(code int, reason, msg string, body []byte) (int, answer, training.Delivery) {
 		h.refused.Inc(reason)
 		d.Reason = msg
-		d.Outcome = "refused"
+		d.Outcome = string(service.OutcomeRefused)
 		if len(body) > maxAudit {
 			d.Reason += " [body " + itoa(int64(len(body))) + " bytes; the first " + itoa(maxAudit) + " kept]"
 			body = body[:maxAudit]
@@ -232,7 +235,7 @@ func (h *Handler) intakeAt(r *http.Request, now, verifyAt time.Time, replayOf in
 	if strings.HasPrefix(t.ID, ProbePrefix) {
 		// trainhook doctor's end-to-end check: verified and parsed like any
 		// delivery, then answered without touching a record.
-		return http.StatusOK, answer{Outcome: "probe"}, d
+		return http.StatusOK, answer{Outcome: outcomeProbe}, d
 	}
 	if _, known := training.MapRemote(t.Status); !known {
 		h.Log.Warn("Replicate sent a status trainhook does not know; recorded, not applied", "training_id", t.ID, "status", clip(t.Status, 40))

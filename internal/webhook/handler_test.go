@@ -91,7 +91,7 @@ type recorder struct {
 
 func (r *recorder) Deliver(_ context.Context, obs training.Observation, _ training.Delivery) (service.Result, error) {
 	r.obs = append(r.obs, obs)
-	return service.Result{Outcome: "applied"}, nil
+	return service.Result{Outcome: service.Outcome(training.Move)}, nil
 }
 func (r *recorder) RecordRefused(d training.Delivery) bool {
 	r.refused = append(r.refused, d)

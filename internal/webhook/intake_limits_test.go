@@ -33,7 +33,7 @@ func (r *lockedRecorder) Deliver(_ context.Context, _ training.Observation, d tr
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.delivered = append(r.delivered, d)
-	return service.Result{Outcome: "applied"}, nil
+	return service.Result{Outcome: service.Outcome(training.Move)}, nil
 }
 
 func (r *lockedRecorder) RecordRefused(d training.Delivery) bool {

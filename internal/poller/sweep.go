@@ -1,0 +1,115 @@
+package poller
+
+import (
+	"context"
+	"time"
+
+	"github.com/trainhook/trainhook/internal/replicate"
+	"github.com/trainhook/trainhook/internal/service"
+	"github.com/trainhook/trainhook/internal/training"
+)
+
+// sweep reads list pages through scan, newest first, and hands each claimed
+// training it finds there, with all Apply needs, to found as soon as its page
+// is read. It reads down to the oldest of them (the earliest creation of
+// their models, less the clock skew), at most maxPages, and stops sooner when
+// every one is found or reading on would cost more than GETs of those not
+// found (see worthReading): a claimed training the pages do not reach (it was
+// created long before it was registered, or was deleted) is fetched by
+// itself. It returns the pages it read and the training ids it handed over.
+func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []training.Model, maxPages int, found func(training.Model, replicate.Training)) (int, map[string]bool) {
+	want := make(map[string]training.Model, len(due))
+	var l listed
+	l.target = due[0].CreatedAt
+	for _, m := range due {
+		want[m.TrainingID] = m
+		if m.CreatedAt.Before(l.target) {
+			l.target = m.CreatedAt
+		}
+	}
+	handed := make(map[string]bool, len(due))
+	past := false
+	match := func(ts []replicate.Training) {
+		l.lastFound = 0
+		for _, t := range ts {
+			if m, ok := want[t.ID]; ok && !handed[t.ID] && complete(t) {
+				handed[t.ID] = true
+				l.lastFound++
+				found(m, t)
+			}
+			l.read++
+			if t.CreatedAt == nil {
+				continue
+			}
+			if l.newest.IsZero() || t.CreatedAt.After(l.newest) {
+				l.newest = *t.CreatedAt
+			}
+			if l.oldest.IsZero() || t.CreatedAt.Before(l.oldest) {
+				l.oldest = *t.CreatedAt
+			}
+			if t.CreatedAt.Before(l.target.Add(-skew)) {
+				past = true
+			}
+		}
+	}
+	// Pages a previous reader of the scan read count too.
+	match(scan.Results())
+	pages := 0
+	for pages < maxPages && !past && len(handed) < len(want) && !scan.Done() && ctx.Err() == nil {
+		if pages > 0 && !l.worthReading(len(want)-len(handed)) {
+			p.o.Log.Debug("poller: the list pages left would cost more than GETs of the trainings not found", "pages", pages, "left", len(want)-len(handed))
+			break
+		}
+		pg, err := scan.More(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.o.Log.Warn("poller: list trainings failed; checking the rest one by one", "err", err)
+			}
+			break
+		}
+		pages++
+		match(pg)
+	}
+	return pages, handed
+}
+
+// listed is what a sweep has read of the list so far.
+type listed struct {
+	read           int       // trainings read
+	lastFound      int       // claimed trainings found on the last page
+	newest, oldest time.Time // their creation times
+	target         time.Time // the earliest creation of a claimed model
+}
+
+// worthReading reports whether reading another page is expected to cost no
+// more than GETs of the missing trainings. A page that found one of them
+// paid for itself, so the next is read too. Otherwise, until the sweep
+// reaches target, the pages left down to it are estimated from how many
+// trainings the list held per second of creation time in the part read, and
+// read if they are fewer than the missing trainings; past target (trainings
+// created before their model was registered, or clock skew) only pages that
+// keep finding them are read.
+func (l listed) worthReading(missing int) bool {
+	if l.lastFound > 0 {
+		return true
+	}
+	covered := l.newest.Sub(l.oldest)
+	if covered <= 0 || !l.oldest.After(l.target) {
+		return false
+	}
+	left := float64(l.read) * float64(l.oldest.Sub(l.target)) / float64(covered)
+	return float64(missing) >= left/100
+}
+
+// complete reports whether a listed training carries all Apply needs, so no
+// GET is spent on it. Lists may leave out logs or output: a finished training
+// without its output or error is fetched whole.
+func complete(t replicate.Training) bool {
+	switch t.Status {
+	case training.RemoteSucceeded:
+		return len(t.Output) > 0
+	case training.RemoteFailed:
+		return t.ErrorText() != ""
+	}
+	return true
+}
