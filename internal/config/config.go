@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -687,24 +688,30 @@ func (l *loader) timeouts(c *Config) {
 	}
 }
 
-func (l *loader) events(c *Config) {
-	raw := l.value(EnvWebhookEvents)
-	want := "a comma-separated list of start, output, logs, completed that includes completed (trainhook needs the final status)"
-	asked := map[string]bool{}
+// eventSet reads a comma-separated list of event names, case-insensitive,
+// and returns the set of those given, or the first that is not in known.
+func eventSet(raw string, known []string) (asked map[string]bool, unknown string) {
+	asked = map[string]bool{}
 	for _, e := range strings.Split(raw, ",") {
 		e = strings.ToLower(strings.TrimSpace(e))
 		if e == "" {
 			continue
 		}
-		known := false
-		for _, k := range webhookEvents {
-			known = known || e == k
-		}
-		if !known {
-			l.bad(EnvWebhookEvents, raw, want+" ("+quote(e)+" is not an event)")
-			return
+		if !slices.Contains(known, e) {
+			return nil, e
 		}
 		asked[e] = true
+	}
+	return asked, ""
+}
+
+func (l *loader) events(c *Config) {
+	raw := l.value(EnvWebhookEvents)
+	want := "a comma-separated list of start, output, logs, completed that includes completed (trainhook needs the final status)"
+	asked, unknown := eventSet(raw, webhookEvents)
+	if unknown != "" {
+		l.bad(EnvWebhookEvents, raw, want+" ("+quote(unknown)+" is not an event)")
+		return
 	}
 	if !asked["completed"] {
 		l.bad(EnvWebhookEvents, raw, want)

@@ -146,21 +146,10 @@ func (l *loader) notify(c *Config) {
 		l.badSecret(EnvNotifySecret, "a whsec_ key to sign notifications with, since TRAINHOOK_NOTIFY_URL or TRAINHOOK_NOTIFY_ALLOWED_ORIGINS is set; make one with: trainhook notify new-secret")
 	}
 	raw := l.value(EnvNotifyEvents)
-	asked := map[string]bool{}
-	for _, e := range strings.Split(raw, ",") {
-		e = strings.ToLower(strings.TrimSpace(e))
-		if e == "" {
-			continue
-		}
-		known := false
-		for _, k := range NotifyEvents {
-			known = known || e == k
-		}
-		if !known {
-			l.bad(EnvNotifyEvents, raw, "a comma-separated list of "+strings.Join(NotifyEvents, ", ")+" ("+quote(e)+" is not one)")
-			return
-		}
-		asked[e] = true
+	asked, unknown := eventSet(raw, NotifyEvents)
+	if unknown != "" {
+		l.bad(EnvNotifyEvents, raw, "a comma-separated list of "+strings.Join(NotifyEvents, ", ")+" ("+quote(unknown)+" is not one)")
+		return
 	}
 	if len(asked) == 0 {
 		l.bad(EnvNotifyEvents, raw, "at least one of "+strings.Join(NotifyEvents, ", "))

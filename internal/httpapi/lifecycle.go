@@ -1,11 +1,7 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
-
-	"github.com/trainhook/trainhook/internal/service"
-	"github.com/trainhook/trainhook/internal/training"
 )
 
 // archiveModel removes a finished model from lists (DELETE
@@ -24,33 +20,7 @@ func (a *API) archiveModel(w http.ResponseWriter, r *http.Request) {
 // model, 422 if Replicate refused it, 202 if the start is in doubt.
 func (a *API) retryModel(w http.ResponseWriter, r *http.Request) {
 	m, replayed, err := a.svc.Retry(r.Context(), r.PathValue("id"), r.Header.Get("Idempotency-Key"))
-	var refused *service.ErrRefused
-	switch {
-	case errors.As(err, &refused):
-		w.Header().Set("Location", "/api/models/"+refused.Model.ID)
-		writeJSON(w, http.StatusUnprocessableEntity, struct {
-			Error string         `json:"error"`
-			Model training.Model `json:"model"`
-		}{refused.Error(), refused.Model})
-		return
-	case err != nil && m.ID != "" && service.KindOf(err) == service.Upstream:
-		w.Header().Set("Location", "/api/models/"+m.ID)
-		writeJSON(w, http.StatusAccepted, struct {
-			training.Model
-			Warning string `json:"warning"`
-		}{m, err.Error()})
-		return
-	case err != nil:
-		a.WriteError(w, r, err)
-		return
-	}
-	code := http.StatusCreated
-	if replayed {
-		code = http.StatusOK
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	w.Header().Set("Location", "/api/models/"+m.ID)
-	writeJSON(w, code, m)
+	a.writeStarted(w, r, m, replayed, err)
 }
 
 // modelWebhook answers GET /api/models/{id}/webhook: the model's webhook

@@ -54,6 +54,13 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 			Name: req.Name, TrainingID: req.TrainingID, Metadata: req.Metadata, IdempotencyKey: key, NotifyURL: req.NotifyURL,
 		})
 	}
+	a.writeStarted(w, r, m, replayed, err)
+}
+
+// writeStarted answers a request that registered or started a model: 201
+// with it (200 and Idempotent-Replayed on a repeat), 422 with Replicate's
+// refusal and the Failed model, 202 while the start is in doubt.
+func (a *API) writeStarted(w http.ResponseWriter, r *http.Request, m training.Model, replayed bool, err error) {
 	var refused *service.ErrRefused
 	switch {
 	case errors.As(err, &refused):
