@@ -311,7 +311,9 @@ func testModels(t *testing.T, s *stack) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[0], "PROGRESS") ||
-		!strings.HasPrefix(lines[1], reg.Model.ID) || !strings.Contains(lines[1], "Pending") || !strings.Contains(lines[1], "modelslistr7k2m9x4c1rm80cq") {
+		!strings.HasPrefix(lines[1], reg.Model.ID) || !strings.Contains(lines[1], "modelslistr7k2m9x4c1rm80cq") ||
+		// The simulator runs the training, so a poll may have moved it on.
+		!(strings.Contains(lines[1], "Pending") || strings.Contains(lines[1], "Training")) {
 		t.Fatalf("table:\n%s", out)
 	}
 
@@ -336,7 +338,7 @@ func testModels(t *testing.T, s *stack) {
 	mustContain(t, "models show", out, "registered portrait", "History", "registered through the API")
 	code, out, _ = runCLI(t, s.clientEnv(), "models", "show", "--json", reg.Model.ID)
 	var d apiclient.ModelDetail
-	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.ID != reg.Model.ID || len(d.History) != 1 {
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.ID != reg.Model.ID || len(d.History) == 0 || d.History[0].Note != "registered through the API" {
 		t.Fatalf("show --json: exit %d\n%s", code, out)
 	}
 	code, _, errOut = runCLI(t, s.clientEnv(), "models", "show", "01nonexistent0000000000000")
