@@ -176,7 +176,10 @@ func (s *Sender) dispatch(ctx context.Context) {
 			s.sem <- struct{}{}
 			s.wg.Add(1)
 			go func() {
-				defer func() { <-s.sem; s.wg.Done() }()
+				// A freed slot may take the next due row at once (the
+				// next event of this model, or one that waited for a slot)
+				// rather than at the next poll.
+				defer func() { <-s.sem; s.wg.Done(); s.Kick() }()
 				s.deliver(ctx, n)
 			}()
 		}

@@ -421,3 +421,24 @@ func TestProbe(t *testing.T) {
 		t.Errorf("the probe sent %d requests; it must only connect", n)
 	}
 }
+
+// More due notifications than request slots are all sent without waiting
+// for the poll: each finished request makes room for the next at once.
+// With the poll an hour away, a sender that waited for it would stall
+// after its first batch.
+func TestFreedSlotSendsTheNext(t *testing.T) {
+	st := openStore(t)
+	rc := newReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
+	const n = 12
+	var events []string
+	for i := range n {
+		events = append(events, addEvent(t, st, fmt.Sprintf("m%d", i), "model.ready", rc.URL))
+	}
+	run(t, Options{Store: st, Keys: keys(t, key1), Concurrency: 2, Poll: time.Hour})
+	for _, ev := range events {
+		waitStatus(t, st, ev, store.NotifyDelivered)
+	}
+	if got := len(rc.got()); got != n {
+		t.Errorf("receiver got %d requests, want %d", got, n)
+	}
+}
