@@ -5,7 +5,10 @@
 // 5xx answers, 429s from a rate limit below trainhook's budget and injected
 // ones), SIGKILLs and restarts trainhook at random moments, starts and
 // cancels N trainings through trainhook's API, waits for quiescence, and
-// compares every model with the simulator's ground truth. It exits 1 when
+// compares every model with the simulator's ground truth. With --notify (the
+// default) trainhook also notifies a receiver in this process that fails,
+// stalls and goes down, and no notification may be lost, changed on retry
+// or out of order. It exits 1 when
 // a figure that must be zero is not, or when trainhook sent more API
 // requests in some 60 s window than its budget.
 //
