@@ -338,6 +338,7 @@ for run in $(seq "$RUNS"); do
 			id=$mode-run$run
 			extra_env=()
 			notify_args=()
+			note_command "DATABASE_URL=\$(mktemp -d)/bench.db ADDR=127.0.0.1:PORT REPLICATE_WEBHOOK_SECRET=\$SECRET TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL=http://127.0.0.1:9/v1 trainhook serve"
 			if [[ $mode == on ]]; then
 				nport=$(free_port)
 				extra_env=(TRAINHOOK_NOTIFY_URL="http://127.0.0.1:$nport/" TRAINHOOK_NOTIFY_SECRET="$NOTIFY_SECRET")
@@ -597,7 +598,7 @@ done
 	echo
 	echo '```sh'
 	echo "$invocation"
-	echo "# which ran, with SECRET=$SECRET (a test key) and PORT a free loopback port:"
+	echo "# which ran, with SECRET=$SECRET and NOTIFY_SECRET=$NOTIFY_SECRET (test keys), PORT and NPORT free loopback ports:"
 	for c in "${commands[@]}"; do echo "$c"; done
 	echo '```'
 } >"$OUT"
