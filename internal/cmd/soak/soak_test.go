@@ -33,13 +33,15 @@ func TestParseRange(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)
-	if err != nil || o.n != 10000 || len(o.modes) != 2 || o.simRateLimit != 1800 || o.killMin != 5*time.Second {
+	if err != nil || o.n != 10000 || len(o.modes) != 2 || o.simRateLimit != 1800 || o.killMin != 5*time.Second ||
+		!o.notify || o.notifyFailRate != 0.2 || o.notifyTimeoutRate != 0.05 || o.notifyDown != 15*time.Second {
 		t.Fatalf("defaults: %+v %v", o, err)
 	}
 	for _, args := range [][]string{
 		{"--mode", "sideways"}, {"--n", "0"}, {"--budget", "3001"}, {"--drop-webhooks", "2"},
 		{"--database-url", "postgres://x/y"}, // one database for two modes
 		{"--instances", "0"}, {"extra"},
+		{"--notify-fail-rate", "1.5"}, {"--notify-fail-rate", "0.9", "--notify-timeout-rate", "0.2"}, {"--notify-down", "-1s"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
