@@ -12,6 +12,11 @@
 #      signed ~4 KB `succeeded` deliveries at each of INGEST_CONCURRENCY:
 #      deliveries/s, p50/p99, the server's peak RSS and CPU per delivery;
 #      the same on SQLite with the deliveries in random order.
+#   1b. Notifications: ingest on SQLite at NOTIFY_CONCURRENCY with
+#      notifications off and on (TRAINHOOK_NOTIFY_URL at ingestbench --notify,
+#      a loopback receiver answering 200), the two in one run, alternating
+#      which goes first: deliveries/s of each, the cost of notifications, and
+#      the lag from commit to the receiver (p50/p99). NOTIFY=0 leaves it out.
 #   2. Polling: internal/cmd/lifecyclebench (simulator and trainhook on SQLite in one
 #      process) with each of LIFECYCLE_SIZES trainings in flight under a
 #      LIFECYCLE_BUDGET/min API budget: API calls per training and per
@@ -28,6 +33,7 @@
 #   RUNS 3 [1]   INGEST_N 20000 [1000]   INGEST_CONCURRENCY "4 32"   PAYLOAD_BYTES 4096
 #   LIFECYCLE_SIZES "1000 10000" ["100 1000"]   LIFECYCLE_DURATION 2m [10s]
 #   LIFECYCLE_MAX 8m [50s]   LIFECYCLE_BUDGET 600   POLL_INTERVAL 5s
+#   NOTIFY 1   NOTIFY_CONCURRENCY 32
 #   LARGE_DB_MODELS 100000 [5000]   IDLE_WAIT 5 [2] (seconds after ready)
 #   BENCH_REPORT  output path when no argument is given (default bench-report.md)
 #   KEEP_TMP=1    keep the temporary directory (databases, logs, raw JSON)
@@ -61,11 +67,17 @@ POLL_INTERVAL=${POLL_INTERVAL:-5s}
 LARGE_DB_MODELS=${LARGE_DB_MODELS:-100000}
 IDLE_WAIT=${IDLE_WAIT:-5}
 POSTGRES=${POSTGRES:-1}
+NOTIFY=${NOTIFY:-1}
+NOTIFY_CONCURRENCY=${NOTIFY_CONCURRENCY:-32}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 OUT=${1:-${BENCH_REPORT:-bench-report.md}}
 
 # A fixed test key: whsec_ + base64("trainhook-bench-secret24"), as in scripts/bench-ingest.sh.
 SECRET=whsec_dHJhaW5ob29rLWJlbmNoLXNlY3JldDI0
+# The notifications' key: whsec_ + base64("trainhook-bench-notify24").
+NOTIFY_SECRET=whsec_dHJhaW5ob29rLWJlbmNoLW5vdGlmeTI0
+# extra_env: more VAR=value for the next start_server (notifications on).
+extra_env=()
 
 log() { printf 'bench-report: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -177,7 +189,7 @@ start_server() {
 		t0=$EPOCHREALTIME
 		env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$1" ADDR="127.0.0.1:$port" \
 			REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
-			TRAINHOOK_LOG_FORMAT=json "$tmp/trainhook" serve >"$2" 2>&1 &
+			TRAINHOOK_LOG_FORMAT=json ${extra_env[@]+"${extra_env[@]}"} "$tmp/trainhook" serve >"$2" 2>&1 &
 		server_pid=$!
 		limit=$((EPOCHSECONDS + READY_TIMEOUT))
 		until ready "$port"; do
@@ -280,7 +292,7 @@ fi
 # pg_url DB: the admin URL with its database replaced.
 pg_url() { echo "$ADMIN" | sed -E "s#^(postgres(ql)?://[^/]+)/[^?]*#\1/$1#"; }
 
-mkdir -p "$tmp/ingest" "$tmp/lifecycle" "$tmp/footprint"
+mkdir -p "$tmp/ingest" "$tmp/notify" "$tmp/lifecycle" "$tmp/footprint"
 ingest_cmd='ingestbench --url http://127.0.0.1:PORT --secret $SECRET --n %s --concurrency C --payload-bytes %s --duration-max %s --order %s --pid SERVER_PID --json'
 
 # --- The runs ----------------------------------------------------------------
@@ -317,6 +329,38 @@ for run in $(seq "$RUNS"); do
 			fi
 		done
 	done
+
+	# 1b. Ingest with notifications off and on, side by side.
+	if [[ $NOTIFY == 1 ]]; then
+		modes="off on"
+		((run % 2 == 0)) && modes="on off" # alternate which goes first
+		for mode in $modes; do
+			id=$mode-run$run
+			extra_env=()
+			notify_args=()
+			note_command "DATABASE_URL=\$(mktemp -d)/bench.db ADDR=127.0.0.1:PORT REPLICATE_WEBHOOK_SECRET=\$SECRET TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL=http://127.0.0.1:9/v1 trainhook serve"
+			if [[ $mode == on ]]; then
+				nport=$(free_port)
+				extra_env=(TRAINHOOK_NOTIFY_URL="http://127.0.0.1:$nport/" TRAINHOOK_NOTIFY_SECRET="$NOTIFY_SECRET")
+				notify_args=(--notify "127.0.0.1:$nport" --notify-secret "$NOTIFY_SECRET")
+				note_command "TRAINHOOK_NOTIFY_URL=http://127.0.0.1:NPORT/ TRAINHOOK_NOTIFY_SECRET=\$NOTIFY_SECRET (same variables) trainhook serve  # notifications on"
+				note_command "$(printf "$ingest_cmd" "$INGEST_N" "$PAYLOAD_BYTES" "$INGEST_MAX" registration | sed "s/--concurrency C/--concurrency $NOTIFY_CONCURRENCY/") --notify 127.0.0.1:NPORT --notify-secret \$NOTIFY_SECRET  # notifications on; without --notify for off"
+			fi
+			start_server "$tmp/notify/$id.db" "$tmp/notify/$id.server.log"
+			extra_env=()
+			log "run $run/$RUNS: ingest with notifications $mode, SQLite, concurrency $NOTIFY_CONCURRENCY, N=$INGEST_N"
+			status=0
+			run_bg timeout -k 5 900 "$tmp/ingestbench" --url "http://127.0.0.1:$port" --secret "$SECRET" \
+				--n "$INGEST_N" --concurrency "$NOTIFY_CONCURRENCY" --payload-bytes "$PAYLOAD_BYTES" --duration-max "$INGEST_MAX" \
+				--pid "$server_pid" ${notify_args[@]+"${notify_args[@]}"} --json >"$tmp/notify/$id.json" 2>"$tmp/notify/$id.log" || status=$?
+			stop_server
+			if [[ $status != 0 ]] || ! flag "$tmp/notify/$id.json" passed; then
+				failed=1
+				log "run $run: ingest with notifications $mode FAILED (exit $status):"
+				tail -n 5 "$tmp/notify/$id.log" >&2
+			fi
+		done
+	fi
 
 	# 2. Polling cost and detection delay.
 	for n in $LIFECYCLE_SIZES; do
@@ -368,6 +412,15 @@ vals() {
 	for f in "$1"/$2; do [[ -s $f ]] && num "$f" "$3"; done
 	return 0
 }
+# lagvals DIR GLOB KEY: KEY (p50, p99...) of the notification lag of every
+# result file matching GLOB, one a line.
+lagvals() {
+	local f
+	for f in "$1"/$2; do
+		[[ -s $f ]] && grep -o '"lag_ms":{[^}]*}' "$f" | grep -o "\"$3\":[-0-9.eE+]*" | cut -d: -f2
+	done
+	return 0
+}
 # runs_list DIR GLOB KEY FORMAT: every run's value, joined with " / "
 # (FORMAT int: 12,345).
 runs_list() {
@@ -384,7 +437,7 @@ git diff --quiet HEAD -- 2>/dev/null || commit="$commit (with uncommitted change
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 invocation="scripts/bench-report.sh"
-for v in POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
+for v in NOTIFY_CONCURRENCY NOTIFY POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
 	invocation="$v=\"${!v}\" $invocation"
 done
 
@@ -451,6 +504,46 @@ done
 	echo "database, as when trainings end in an order of their own, and a commit writes more pages."
 	echo
 
+	if [[ $NOTIFY == 1 ]]; then
+		echo "### Notifications: ingest with them off and on"
+		echo
+		echo "The ingest bench above on SQLite at concurrency $NOTIFY_CONCURRENCY, with notifications off and on in the same run"
+		echo "(alternating which goes first). On: \`TRAINHOOK_NOTIFY_URL\` points at \`ingestbench --notify\`, a receiver on"
+		echo "loopback in the bench process that verifies each request and answers 200; every delivery's \`model.ready\`"
+		echo "is written to the outbox in the delivery's transaction and sent while the deliveries go on. The run"
+		echo "passes only when every model was notified. Lag runs from the commit (the payload's \`timestamp\`) to"
+		echo "the request's arrival; \"drained\" is how long after the last delivery the last model was notified."
+		echo
+		echo "| notifications | deliveries/s | p50 | p99 | server CPU per delivery | notification lag p50 | p99 | drained | deliveries/s per run | target |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		d=$tmp/notify
+		off_rate=$(vals "$d" "off-run*.json" deliveries_per_sec | median)
+		for mode in off on; do
+			g="$mode-run*.json"
+			rate=$(vals "$d" "$g" deliveries_per_sec | median)
+			bad=
+			for f in "$d"/$g; do flag "$f" passed || bad=" (a run FAILED)"; done
+			lag50="" lag99="" drained="" target=""
+			if [[ $mode == on ]]; then
+				lag50=$(fmt '%.1f ms' "$(lagvals "$d" "$g" p50 | median)")
+				lag99=$(fmt '%.1f ms' "$(lagvals "$d" "$g" p99 | median)")
+				drained=$(fmt '%.2f s' "$(vals "$d" "$g" drain_seconds | median)")
+				if [[ -n $rate && -n $off_rate ]]; then
+					cost=$(awk -v on="$rate" -v off="$off_rate" 'BEGIN { printf "%.1f", (off - on) / off * 100 }')
+					if awk -v c="$cost" 'BEGIN { exit !(c <= 15) }'; then
+						target="costs $cost% (≤ 15%): **met**"
+					else
+						target="costs $cost% (≤ 15%): **missed**"
+					fi
+				fi
+			fi
+			echo "| $mode | **$(fmt_int "$rate")**$bad | $(fmt '%.2f ms' "$(vals "$d" "$g" p50 | median)") | $(fmt '%.2f ms' "$(vals "$d" "$g" p99 | median)") | $(fmt '%.3f ms' "$(vals "$d" "$g" cpu_seconds_per_1000 | median)") | ${lag50:-–} | ${lag99:-–} | ${drained:-–} | $(runs_list "$d" "$g" deliveries_per_sec int) | $target |"
+		done
+		echo
+		echo "Target: notifications on cost at most 15% of ingest throughput."
+		echo
+	fi
+
 	echo "### Polling: API cost and detection delay"
 	echo
 	echo "\`internal/cmd/lifecyclebench --mode polling\`: the Replicate simulator and trainhook (SQLite, \`TRAINHOOK_WEBHOOKS=off\`,"
@@ -505,7 +598,7 @@ done
 	echo
 	echo '```sh'
 	echo "$invocation"
-	echo "# which ran, with SECRET=$SECRET (a test key) and PORT a free loopback port:"
+	echo "# which ran, with SECRET=$SECRET and NOTIFY_SECRET=$NOTIFY_SECRET (test keys), PORT and NPORT free loopback ports:"
 	for c in "${commands[@]}"; do echo "$c"; done
 	echo '```'
 } >"$OUT"

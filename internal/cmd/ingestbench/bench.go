@@ -43,6 +43,12 @@ type Options struct {
 	DurationMax  time.Duration // hard bound on the whole run
 	Order        string        // OrderRegistration (default) or OrderRandom
 	Log          io.Writer     // progress lines; nil = none
+	// NotifyAddr, when set, is a loopback HOST:PORT to receive the
+	// server's notifications on (its TRAINHOOK_NOTIFY_URL), verified with
+	// NotifyKeys (its TRAINHOOK_NOTIFY_SECRET): the run then also waits
+	// until every model was notified model.ready, and reports the lag.
+	NotifyAddr string
+	NotifyKeys replicate.Keys
 }
 
 // The order deliveries are sent in. In registration order each batch the
@@ -78,8 +84,9 @@ type Result struct {
 	Server           *ServerStats `json:"server,omitempty"`
 	ClientCPUSeconds float64      `json:"client_cpu_seconds"` // the bench's own CPU during deliveries
 
-	Verify   Verify `json:"verify"`
-	TimedOut bool   `json:"timed_out,omitempty"`
+	Verify   Verify       `json:"verify"`
+	Notify   *NotifyStats `json:"notify,omitempty"`
+	TimedOut bool         `json:"timed_out,omitempty"`
 }
 
 // Latency percentiles of the deliveries that got an answer, in milliseconds.
@@ -112,7 +119,8 @@ type Verify struct {
 // Passed reports whether every delivery was accepted and every model is
 // Ready with its output.
 func (r Result) Passed() bool {
-	return !r.TimedOut && r.N > 0 && r.OK == r.N && r.Failed == 0 && r.Verify.Checked == r.N && r.Verify.Ready == r.N
+	return !r.TimedOut && r.N > 0 && r.OK == r.N && r.Failed == 0 && r.Verify.Checked == r.N && r.Verify.Ready == r.N &&
+		(r.Notify == nil || r.Notify.Notified == r.N && r.Notify.FailedVerification == 0)
 }
 
 // maxProblems is how many verification problems a Result keeps.
@@ -238,6 +246,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
+	var rc *notifyReceiver
+	if o.NotifyAddr != "" {
+		if rc, err = startNotifyReceiver(o.NotifyAddr, o.NotifyKeys); err != nil {
+			return Result{}, err
+		}
+		defer rc.close()
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.DurationMax)
 	defer cancel()
 
@@ -319,6 +334,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if ctx.Err() != nil {
 		res.TimedOut = true
 		return res, fmt.Errorf("--duration-max %s reached during verification (%d of %d checked)", o.DurationMax, res.Verify.Checked, o.N)
+	}
+
+	// 4. Every model notified (the outbox drained).
+	if rc != nil {
+		logf("waiting for %d notifications...", o.N)
+		st := rc.wait(ctx, b.modelIDs, o.NotifyAddr)
+		res.Notify = &st
+		if ctx.Err() != nil {
+			res.TimedOut = true
+			return res, fmt.Errorf("--duration-max %s reached waiting for notifications (%d of %d models notified)", o.DurationMax, st.Notified, o.N)
+		}
 	}
 	return res, nil
 }

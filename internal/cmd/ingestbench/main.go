@@ -38,9 +38,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("ingestbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		o      Options
-		secret string
-		asJSON bool
+		o            Options
+		secret       string
+		notifySecret string
+		asJSON       bool
 	)
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base URL of the running trainhook serve (loopback hosts only)")
 	fs.StringVar(&secret, "secret", "", "webhook signing key whsec_... the server accepts (default $REPLICATE_WEBHOOK_SECRET; the first key if several)")
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&o.DurationMax, "duration-max", 5*time.Minute, "hard bound on the whole run")
 	fs.StringVar(&o.Order, "order", OrderRegistration, "order of the deliveries: registration, or random (a fixed shuffle, as trainings that end in their own order)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	fs.StringVar(&o.NotifyAddr, "notify", "", "loopback HOST:PORT to receive the server's notifications on (start it with TRAINHOOK_NOTIFY_URL=http://HOST:PORT/); the run then waits until every model was notified and reports the lag")
+	fs.StringVar(&notifySecret, "notify-secret", "", "the server's TRAINHOOK_NOTIFY_SECRET, to verify notifications with (default $TRAINHOOK_NOTIFY_SECRET)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: ingestbench [flags]\n\nMeasures webhook ingest of a local trainhook serve. Flags:")
 		fs.PrintDefaults()
@@ -82,6 +85,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	o.Key = keys[0]
+	if o.NotifyAddr != "" {
+		if notifySecret == "" {
+			notifySecret = getenv("TRAINHOOK_NOTIFY_SECRET")
+		}
+		if o.NotifyKeys, err = replicate.ParseKeys(notifySecret); err != nil {
+			fmt.Fprintf(stderr, "ingestbench: --notify-secret: %v\n", err)
+			return 2
+		}
+	}
 	if _, err := checkURL(o.URL); err != nil {
 		fmt.Fprintf(stderr, "ingestbench: %v\n", err)
 		return 2
@@ -152,6 +164,11 @@ func report(w io.Writer, r Result) {
 			s.PID, float64(s.PeakRSSBytes)/(1<<20), s.CPUSeconds, s.CPUSecondsPer1000)
 	}
 	fmt.Fprintf(w, "  client      CPU %.2fs during deliveries\n", r.ClientCPUSeconds)
+	if n := r.Notify; n != nil {
+		fmt.Fprintf(w, "  notified    %d of %d models model.ready on %s, every one %.2fs after the last delivery; %d requests, %d failed verification\n",
+			n.Notified, r.N, n.Addr, n.DrainSeconds, n.Received, n.FailedVerification)
+		fmt.Fprintf(w, "  notify lag  p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms (commit to first arrival)\n", n.Lag.P50, n.Lag.P90, n.Lag.P99, n.Lag.Max)
+	}
 	if r.Verify.Checked > 0 {
 		fmt.Fprintf(w, "  verified    %d of %d models Ready with their output\n", r.Verify.Ready, r.N)
 		if r.Verify.Ready != r.Verify.Checked {

@@ -5,7 +5,10 @@
 // 5xx answers, 429s from a rate limit below trainhook's budget and injected
 // ones), SIGKILLs and restarts trainhook at random moments, starts and
 // cancels N trainings through trainhook's API, waits for quiescence, and
-// compares every model with the simulator's ground truth. It exits 1 when
+// compares every model with the simulator's ground truth. With --notify (the
+// default) trainhook also notifies a receiver in this process that fails,
+// stalls and goes down, and no notification may be lost, changed on retry
+// or out of order. It exits 1 when
 // a figure that must be zero is not, or when trainhook sent more API
 // requests in some 60 s window than its budget.
 //
@@ -32,38 +35,42 @@ import (
 
 // options are the soak's flags.
 type options struct {
-	n              int
-	modes          []string
-	duration       time.Duration
-	killMin        time.Duration
-	killMax        time.Duration
-	databaseURL    string
-	instances      int
-	budget         int
-	simRateLimit   int
-	inject429Every time.Duration
-	concurrency    int
-	startRate      float64
-	cancelRate     float64
-	failRate       float64
-	abortRate      float64
-	dropRate       float64
-	dupRate        float64
-	apiErrorRate   float64
-	webhookDelay   time.Duration
-	retryWindow    time.Duration
-	pollInterval   time.Duration
-	reconcileAfter time.Duration
-	sameInput      bool
-	maxWait        time.Duration
-	binary         string
-	race           bool
-	keep           bool
-	logLevel       string
-	seed           uint64
-	asJSON         bool
-	out            io.Writer
-	errOut         io.Writer
+	n                 int
+	modes             []string
+	duration          time.Duration
+	killMin           time.Duration
+	killMax           time.Duration
+	databaseURL       string
+	instances         int
+	budget            int
+	simRateLimit      int
+	inject429Every    time.Duration
+	concurrency       int
+	startRate         float64
+	cancelRate        float64
+	failRate          float64
+	abortRate         float64
+	dropRate          float64
+	dupRate           float64
+	apiErrorRate      float64
+	webhookDelay      time.Duration
+	retryWindow       time.Duration
+	pollInterval      time.Duration
+	reconcileAfter    time.Duration
+	sameInput         bool
+	maxWait           time.Duration
+	binary            string
+	race              bool
+	keep              bool
+	logLevel          string
+	seed              uint64
+	asJSON            bool
+	notify            bool
+	notifyFailRate    float64
+	notifyTimeoutRate float64
+	notifyDown        time.Duration
+	out               io.Writer
+	errOut            io.Writer
 }
 
 func main() {
@@ -161,6 +168,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "TRAINHOOK_LOG_LEVEL of the trainhook processes (debug shows each poller tick's decisions; see --keep)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed for the simulator's dice and the soak's choices (0: random)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the reports as JSON")
+	fs.BoolVar(&o.notify, "notify", true, "send notifications of every event to a receiver in the soak, and check that none is lost, changed or out of order")
+	fs.Float64Var(&o.notifyFailRate, "notify-fail-rate", 0.2, "share of notification requests the receiver answers 500")
+	fs.Float64Var(&o.notifyTimeoutRate, "notify-timeout-rate", 0.05, "share of notification requests the receiver holds past trainhook's 15 s timeout (at most n/20, 2 to 20, in a run)")
+	fs.DurationVar(&o.notifyDown, "notify-down", 15*time.Second, "how long the receiver is down (connection refused) once a third of the trainings have started; 0 for never")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -196,10 +207,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--database-url names one database: run one --mode at a time with it")
 	}
 	for name, v := range map[string]float64{"cancel-rate": o.cancelRate, "fail-rate": o.failRate, "abort-rate": o.abortRate,
-		"drop-webhooks": o.dropRate, "dup-webhooks": o.dupRate, "api-error-rate": o.apiErrorRate} {
+		"drop-webhooks": o.dropRate, "dup-webhooks": o.dupRate, "api-error-rate": o.apiErrorRate,
+		"notify-fail-rate": o.notifyFailRate, "notify-timeout-rate": o.notifyTimeoutRate} {
 		if v < 0 || v > 1 {
 			return o, fmt.Errorf("--%s must be between 0 and 1", name)
 		}
+	}
+	if o.notifyFailRate+o.notifyTimeoutRate > 1 {
+		return o, errors.New("--notify-fail-rate and --notify-timeout-rate add up to more than 1")
+	}
+	if o.notifyDown < 0 {
+		return o, errors.New("--notify-down must be 0 (never) or a positive duration")
 	}
 	if o.simRateLimit == 0 {
 		o.simRateLimit = o.budget * 3 / 5

@@ -42,7 +42,29 @@ type report struct {
 		OrphanTrainings   int `json:"trainings_of_no_model"`
 		Panics            int `json:"panics"`
 		DataRaces         int `json:"data_races"`
+		// Notifications (with --notify): a final status never answered
+		// 2xx, a retry whose body differs from its webhook-id's first, a
+		// model's event first arriving after a later one, a request that
+		// failed verification.
+		NotificationsLost      int `json:"notifications_lost"`
+		NotificationBodyChange int `json:"notification_body_changed"`
+		NotificationOrder      int `json:"notification_order_violated"`
+		NotificationBadSig     int `json:"notification_failed_verification"`
 	} `json:"must_be_zero"`
+
+	Notify struct {
+		On                  bool    `json:"on"`
+		Received            int     `json:"requests_received"`
+		Accepted            int     `json:"answered_2xx"`
+		Events              int     `json:"events"`
+		Retries             int     `json:"retried_requests"`
+		Duplicates          int     `json:"retried_duplicates_2xx"`
+		Held                int     `json:"held_past_timeout"`
+		DrainedAfterSeconds float64 `json:"drained_after_s"`
+		LagP50              float64 `json:"lag_p50_s"`
+		LagP99              float64 `json:"lag_p99_s"`
+		LagMax              float64 `json:"lag_max_s"`
+	} `json:"notifications"`
 
 	API struct {
 		Calls           int                    `json:"calls"`
@@ -119,7 +141,8 @@ func (r *report) problem(format string, args ...any) {
 func (r *report) Passed() bool {
 	z := r.MustBeZero
 	return len(r.Errors) == 0 && !r.API.BudgetExceeded && z.WrongOrMissing == 0 && z.StatusRegressions == 0 && z.AppliedTwice == 0 &&
-		z.TwoTrainings == 0 && z.Conflicts == 0 && z.ExtraModels == 0 && z.OrphanTrainings == 0 && z.Panics == 0 && z.DataRaces == 0
+		z.TwoTrainings == 0 && z.Conflicts == 0 && z.ExtraModels == 0 && z.OrphanTrainings == 0 && z.Panics == 0 && z.DataRaces == 0 &&
+		z.NotificationsLost == 0 && z.NotificationBodyChange == 0 && z.NotificationOrder == 0 && z.NotificationBadSig == 0
 }
 
 func (r *report) print(w io.Writer) {
@@ -136,6 +159,12 @@ func (r *report) print(w io.Writer) {
 		z.WrongOrMissing, z.StatusRegressions, z.AppliedTwice, z.TwoTrainings)
 	fmt.Fprintf(w, "             conflicts flagged %d, extra models %d, trainings of no model %d, panics %d, data races %d\n",
 		z.Conflicts, z.ExtraModels, z.OrphanTrainings, z.Panics, z.DataRaces)
+	if n := r.Notify; n.On {
+		fmt.Fprintf(w, "             notifications lost %d, bodies changed on retry %d, out of order %d, failed verification %d\n",
+			z.NotificationsLost, z.NotificationBodyChange, z.NotificationOrder, z.NotificationBadSig)
+		fmt.Fprintf(w, "  notifications: %d events, %d requests (%d retries, %d held past the timeout), %d answered 2xx (%d retried duplicates); drained %.0f s after quiescence; lag commit to first 2xx p50 %.2f s, p99 %.2f s, max %.2f s\n",
+			n.Events, n.Received, n.Retries, n.Held, n.Accepted, n.Duplicates, n.DrainedAfterSeconds, n.LagP50, n.LagP99, n.LagMax)
+	}
 	a := r.API
 	fmt.Fprintf(w, "  API: %d calls, %.2f per training; most in any 60 s %d of a budget of %d (exceeded: %v); 429s received %d (%d from the simulator's limit of %d/min); injected errors %d\n",
 		a.Calls, a.PerTraining, a.MaxInAny60s, a.Budget, a.BudgetExceeded, a.Received429, a.Throttled, a.SimRateLimit, a.InjectedErrors)
@@ -334,7 +363,30 @@ func (r *runState) check(ctx context.Context) error {
 	rep.Webhooks.Attempts, rep.Webhooks.Delivered = st.WebhookAttempts, st.WebhooksDelivered
 	rep.Webhooks.Failed, rep.Webhooks.Dropped = st.WebhooksFailed, st.WebhooksDropped
 	rep.MustBeZero.Panics, rep.MustBeZero.DataRaces, rep.LogErrors = r.cluster.scanLogs()
+	if r.recv != nil {
+		finals := map[string]training.Status{}
+		for _, d := range details {
+			if d != nil {
+				finals[d.ID] = d.Status
+			}
+		}
+		arrivals, badSig, badExamples, holds := r.recv.snapshot()
+		f := checkNotifications(arrivals, finals)
+		rep.fillNotify(f, badSig, holds)
+		for _, p := range append(badExamples, f.Problems...) {
+			rep.problem("notification: %s", p)
+		}
+	}
 	return nil
+}
+
+func (rep *report) fillNotify(f notifyFigures, badSig, holds int) {
+	n := &rep.Notify
+	n.On = true
+	n.Received, n.Accepted, n.Events, n.Retries, n.Duplicates, n.Held = f.Received, f.Accepted, f.Events, f.Retries, f.Duplicates, holds
+	n.LagP50, n.LagP99, n.LagMax = quantiles(f.Lag)
+	z := &rep.MustBeZero
+	z.NotificationsLost, z.NotificationBodyChange, z.NotificationOrder, z.NotificationBadSig = f.Lost, f.BodyChange, f.OutOfOrder, badSig
 }
 
 // mismatch says how a final model differs from its training's truth, or "".

@@ -26,6 +26,7 @@ type runState struct {
 	sim     *fakereplicate.Server
 	cluster *cluster
 	api     *apiClient
+	recv    *receiver
 	rep     *report
 	rng     *mrand.Rand
 	rngMu   sync.Mutex
@@ -131,6 +132,19 @@ func (r *runState) run(ctx context.Context, bin string) error {
 			r.logf("warning: %d instances on SQLite: trainhook expects one process per SQLite file; use --database-url postgres://...", o.instances)
 		}
 	}
+	var notifyEnv []string
+	if o.notify {
+		rc, err := newReceiver(o, r.rep.Seed)
+		if err != nil {
+			return err
+		}
+		defer rc.close()
+		r.recv = rc
+		// A retry window far longer than the run: an event given up on
+		// would be a lost notification, not a figure to wait out.
+		notifyEnv = []string{"TRAINHOOK_NOTIFY_URL=" + rc.url(), "TRAINHOOK_NOTIFY_SECRET=" + rc.secret,
+			"TRAINHOOK_NOTIFY_EVENTS=" + notifyEvents, "TRAINHOOK_NOTIFY_RETRY_FOR=6h"}
+	}
 	webhooks := "off"
 	if r.mode == "webhook" {
 		webhooks = "on"
@@ -143,6 +157,7 @@ func (r *runState) run(ctx context.Context, bin string) error {
 			"TRAINHOOK_API_RATE_LIMIT="+strconv.Itoa(o.budget), "TRAINHOOK_POLL_INTERVAL="+o.pollInterval.String(),
 			"TRAINHOOK_RECONCILE_AFTER="+o.reconcileAfter.String(), "TRAINHOOK_WEBHOOK_EVENTS=start,completed",
 			"TRAINHOOK_LOG_FORMAT=json", "TRAINHOOK_LOG_LEVEL="+o.logLevel, "CORS_ALLOWED_ORIGINS=", "GORACE=halt_on_error=0")
+		in.env = append(in.env, notifyEnv...)
 	}
 	r.cluster = c
 	defer c.stop()
@@ -182,6 +197,14 @@ func (r *runState) run(ctx context.Context, bin string) error {
 		defer bg.Done()
 		r.progress(quiet)
 	}()
+	downErr := make(chan error, 1)
+	if r.recv != nil && o.notifyDown > 0 {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			downErr <- r.downtime(ctx, quiet)
+		}()
+	}
 	driveErr := r.drive(ctx)
 	close(driveDone)
 	var stopErr error
@@ -199,11 +222,25 @@ func (r *runState) run(ctx context.Context, bin string) error {
 		stopErr = err
 	default:
 	}
+	select {
+	case err := <-downErr:
+		if err != nil && stopErr == nil {
+			stopErr = err
+		}
+	default:
+	}
 	if stopErr != nil {
 		return stopErr
 	}
 	if driveErr != nil {
 		r.rep.Errors = append(r.rep.Errors, driveErr.Error())
+	}
+	if r.recv != nil && driveErr == nil {
+		// Every model is final; what is left is the outbox's retries
+		// (backoff after the receiver's faults is at most about a minute).
+		if err := r.waitDrained(ctx, 5*time.Minute); err != nil {
+			r.rep.Errors = append(r.rep.Errors, err.Error())
+		}
 	}
 	// Check whatever state was reached, even after running out of time: a
 	// model that never settled is a missing final state.
