@@ -10,6 +10,7 @@ import (
 
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/pgtest"
 	"github.com/trainhook/trainhook/internal/store"
 )
 
@@ -84,5 +85,41 @@ func TestNotificationEventsOnTheLiveStream(t *testing.T) {
 	}
 	if c := next(); c.ID != failed.ID || got(c) != "delivered/2/" || c.LastStatus != 204 {
 		t.Errorf("event after the delivery %+v, want it delivered", c)
+	}
+}
+
+// Instances on one PostgreSQL: a notification sent by one of them shows
+// on the live stream of the other too.
+func TestNotificationEventsReachOtherInstances(t *testing.T) {
+	rcv := newAppReceiver(t, func(int, string) int { return http.StatusNoContent })
+	env := map[string]string{"DATABASE_URL": pgtest.URL(t), "TRAINHOOK_NOTIFY_URL": rcv.URL, "TRAINHOOK_NOTIFY_SECRET": notifySecret,
+		"TRAINHOOK_NOTIFY_EVENTS": "model.ready"}
+	a, b := start(t, env), start(t, env)
+	subA, _ := a.app.Broker.Subscribe(0, 1024)
+	defer subA.Close()
+	subB, _ := b.app.Broker.Subscribe(0, 1024)
+	defer subB.Close()
+	const tid = "crossinstance1"
+	m := a.register(tid)
+	if r := a.deliver("msg_"+tid, payload(tid, "succeeded")); r.code != http.StatusOK {
+		t.Fatalf("deliver: %d %s", r.code, r.body)
+	}
+	for name, sub := range map[string]*events.Subscription{"a": subA, "b": subB} {
+		timeout := time.After(30 * time.Second)
+	wait:
+		for {
+			select {
+			case ev, ok := <-sub.C:
+				if !ok {
+					t.Fatalf("instance %s: subscription dropped", name)
+				}
+				var c store.NotificationChange
+				if ev.Type == "notification" && json.Unmarshal(ev.Data, &c) == nil && c.ModelID == m.ID && c.Status == store.NotifyDelivered {
+					break wait
+				}
+			case <-timeout:
+				t.Fatalf("instance %s: no event of the delivered notification within 30s", name)
+			}
+		}
 	}
 }

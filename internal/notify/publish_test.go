@@ -96,4 +96,3 @@ func TestSenderPublishesAfterRecordingAnAttempt(t *testing.T) {
 		}
 	}
 }
-
