@@ -174,7 +174,8 @@ func StartOn(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Li
 		opts.WebhookURL = cfg.WebhookURL
 	}
 	if len(cfg.Notify.Keys) > 0 {
-		a.Notifier = notify.New(notify.Options{Store: a.Store, Keys: cfg.Notify.Keys, RetryFor: cfg.Notify.RetryFor, Logger: log, Metrics: a.Metrics})
+		a.Notifier = notify.New(notify.Options{Store: a.Store, Keys: cfg.Notify.Keys, RetryFor: cfg.Notify.RetryFor, Logger: log, Metrics: a.Metrics,
+			Publish: opts.Broker.Publish})
 		opts.Notify = service.Notify{URLs: cfg.Notify.URLs, Events: cfg.Notify.Events, Kick: a.Notifier.Kick}
 		if len(cfg.Notify.AllowedOrigins) > 0 {
 			opts.Notify.AllowURL = cfg.Notify.OriginAllowed

@@ -55,6 +55,11 @@ type Options struct {
 	Client *http.Client
 	// Backoff overrides the retry delay after n failed attempts (tests).
 	Backoff func(n int) time.Duration
+	// Publish announces a committed change of a notification as a
+	// store.NotificationEventType event (the dashboard's live updates). It
+	// must not block (events.Broker's and pgnotify.Bridge's Publish do
+	// not). nil: nothing is announced.
+	Publish func(typ string, data any)
 }
 
 // Sender delivers the outbox. Start it with Run; Kick it after a commit.
@@ -173,6 +178,12 @@ func (s *Sender) dispatch(ctx context.Context) {
 			return
 		}
 		for _, n := range ns {
+			if n.Attempts == 0 {
+				// New rows are written in the transaction of the model's
+				// change, which publishes only the model: the first claim
+				// (committed) announces them.
+				s.publish(store.ChangeOf(n))
+			}
 			s.sem <- struct{}{}
 			s.wg.Add(1)
 			go func() {
@@ -315,6 +326,17 @@ func (s *Sender) deliver(ctx context.Context, n store.Notification) {
 			return
 		}
 		s.log.Error("record notification attempt", "notification_id", n.ID, "err", err)
+		return
+	}
+	// Committed: what the row now holds.
+	n.Status, n.Attempts, n.LastError, n.LastStatus = r.Status, n.Attempts+1, r.Attempt.Error, r.Attempt.StatusCode
+	s.publish(store.ChangeOf(n))
+}
+
+// publish announces a committed change; Publish never blocks.
+func (s *Sender) publish(c store.NotificationChange) {
+	if s.o.Publish != nil {
+		s.o.Publish(store.NotificationEventType, c)
 	}
 }
 

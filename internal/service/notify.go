@@ -133,6 +133,7 @@ func (s *Service) ResendNotification(ctx context.Context, id int64) (store.Notif
 	if err != nil {
 		return store.Notification{}, err
 	}
+	s.broker.Publish(store.NotificationEventType, store.ChangeOf(n))
 	if s.notifyCfg.Kick != nil {
 		s.notifyCfg.Kick()
 	}

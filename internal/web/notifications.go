@@ -41,11 +41,14 @@ type notificationsView struct {
 }
 
 // notificationsPage lists the notifications sent to the app, with their
-// attempts' outcome and a resend button. It is not live: the Refresh link
-// reloads it (notifications change when the sender works, which publishes
-// no events).
+// attempts' outcome and a resend button. The script keeps it live: on a
+// "notification" event it fetches the list again (?fragment=list); the
+// Refresh link reloads it without the script.
 func (s *server) notificationsPage(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	if q.Has("fragment") && q.Get("fragment") != "list" {
+		return invalid("fragment must be list")
+	}
 	v := notificationsView{Status: q.Get("status"), Model: strings.TrimSpace(q.Get("model")), Statuses: notificationStatuses}
 	if len(v.Model) > 64 {
 		return invalid("model must be a model id, got %q", clip(v.Model, 30))
@@ -61,6 +64,9 @@ func (s *server) notificationsPage(w http.ResponseWriter, r *http.Request) error
 	v.Self = "/notifications"
 	if e := (url.Values{"status": {v.Status}, "model": {v.Model}}); v.Status != "" || v.Model != "" {
 		v.Self += "?" + e.Encode()
+	}
+	if q.Has("fragment") {
+		return s.fragment(w, "notifications", "list", &view{CSRF: s.sessions.csrf(sessionOf(r)), Data: v})
 	}
 	page := &view{Title: "Notifications", Data: v}
 	switch q.Get("notice") {

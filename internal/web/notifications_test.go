@@ -72,6 +72,19 @@ func TestNotificationsPage(t *testing.T) {
 		return strings.Contains(s.get("/notifications?model="+m.ID).body, `data-status="delivered"`)
 	})
 	s.get("/notifications?notice=resent&id="+id[1]).has(t, "will be sent again, with the same webhook-id")
+	// The live updates' fragment: the list alone, with the page's filter
+	// and working Resend forms.
+	frag := s.get("/notifications?fragment=list&model=" + m.ID)
+	frag.has(t, `data-notification-id="`+id[1]+`"`, `data-status="delivered"`, `name="csrf" value="`+tok+`"`, `name="back" value="/notifications?model=`+m.ID)
+	if frag.code != http.StatusOK || strings.Contains(frag.body, "<html") || strings.Contains(frag.body, "<h1>") {
+		t.Errorf("fragment=list: %d, want the list alone:\n%s", frag.code, frag.body)
+	}
+	if r := s.get("/notifications?fragment=list&status=failed"); !strings.Contains(r.body, "No notifications match this filter.") {
+		t.Errorf("fragment=list with a filter shows other rows:\n%s", r.body)
+	}
+	if r := s.get("/notifications?fragment=page"); r.code != http.StatusBadRequest || !strings.Contains(r.body, "fragment must be list") {
+		t.Errorf("fragment=page: %d %s", r.code, r.body)
+	}
 	if r := s.post("/notifications/99999/resend", url.Values{"csrf": {tok}}); r.code != http.StatusNotFound {
 		t.Errorf("resend of an unknown notification: %d", r.code)
 	}

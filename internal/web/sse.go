@@ -131,17 +131,24 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) error {
 }
 
 // eventModel is the id of the model an event is about: a "model" event
-// carries the model, a "delivery" event its model_id; "" when none.
+// carries the model, others ("delivery", "notification") its model_id;
+// "" when none.
 func eventModel(ev events.Event) string {
+	if ev.Type == "model" {
+		var m struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(ev.Data, &m) != nil {
+			return ""
+		}
+		return m.ID
+	}
+	// Only model_id is read: a notification's own "id" is a number.
 	var v struct {
-		ID      string `json:"id"`
 		ModelID string `json:"model_id"`
 	}
 	if json.Unmarshal(ev.Data, &v) != nil {
 		return ""
-	}
-	if ev.Type == "model" {
-		return v.ID
 	}
 	return v.ModelID
 }

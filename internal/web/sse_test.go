@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trainhook/trainhook/internal/events"
+	"github.com/trainhook/trainhook/internal/store"
 	"github.com/trainhook/trainhook/internal/training"
 	"github.com/trainhook/trainhook/internal/web"
 )
@@ -316,5 +317,22 @@ func TestEventStreamModelFilter(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusBadRequest {
 		t.Errorf("an overlong model id: %d, want 400", r.StatusCode)
+	}
+}
+
+// ?model= also filters "notification" events, by their model_id: a model
+// page's stream gets its own notifications' changes and no others.
+func TestEventStreamModelFilterNotifications(t *testing.T) {
+	ts, b := standalone(t, 100)
+	one := openStream(t, ts.URL, nil, "?model=m2")
+	<-one.events // the retry hint
+	b.Publish(store.NotificationEventType, store.NotificationChange{ID: 1, ModelID: "m1", Status: "failed", Attempts: 1})
+	b.Publish(store.NotificationEventType, store.NotificationChange{ID: 2, ModelID: "m2", Status: "delivered", Attempts: 1})
+	b.Publish("model", map[string]string{"id": "m2", "status": "Ready"})
+	if ev := one.next(); ev.id != "2" || ev.typ != "notification" || !strings.Contains(ev.data, `"model_id":"m2"`) {
+		t.Errorf("first event on ?model=m2: %+v, want m2's notification (event 2)", ev)
+	}
+	if ev := one.next(); ev.id != "3" || ev.typ != "model" {
+		t.Errorf("second event on ?model=m2: %+v, want m2's model event (event 3)", ev)
 	}
 }

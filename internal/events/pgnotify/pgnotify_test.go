@@ -15,6 +15,7 @@ import (
 
 	"github.com/trainhook/trainhook/internal/events"
 	"github.com/trainhook/trainhook/internal/pgtest"
+	"github.com/trainhook/trainhook/internal/store"
 	"github.com/trainhook/trainhook/internal/training"
 )
 
@@ -240,5 +241,19 @@ func TestPublishNeverBlocks(t *testing.T) {
 	}
 	if b.Dropped() != 8 {
 		t.Errorf("Dropped = %d, want 8", b.Dropped())
+	}
+}
+
+// A notification's change (the sender's or a resend's) reaches the
+// dashboards of the other instances as it is.
+func TestNotificationEventsReachOtherInstances(t *testing.T) {
+	ins := startInstances(t, 2, nil)
+	c := store.NotificationChange{ID: 7, ModelID: "m1", Type: "model.ready", Status: store.NotifyFailed, Attempts: 1, LastError: "HTTP 410", LastStatus: 410}
+	want, _ := json.Marshal(c)
+	ins[0].bridge.Publish(store.NotificationEventType, c)
+	for i, in := range ins {
+		if ev := next(t, in); ev.Type != "notification" || string(ev.Data) != string(want) {
+			t.Errorf("instance %d got %s %s, want notification %s", i, ev.Type, ev.Data, want)
+		}
 	}
 }

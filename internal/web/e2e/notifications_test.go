@@ -21,9 +21,10 @@ import (
 	"github.com/trainhook/trainhook/internal/replicate"
 )
 
-// The Notifications page in a browser: a notification the app refused is
-// shown failed with the reason; Resend sends it again with the same
-// webhook-id and the page shows it delivered.
+// The Notifications page in a browser, live: with the page open and never
+// reloaded, a notification the app refused appears failed with the reason,
+// and once resent (through the API) it turns delivered; the Resend button
+// sends it again with the same webhook-id.
 func TestNotificationsPageInABrowser(t *testing.T) {
 	requireChromium(t)
 	const replicateSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -67,6 +68,26 @@ func TestNotificationsPageInABrowser(t *testing.T) {
 		}
 	})
 
+	// The page is open before anything is sent, and never reloaded: the
+	// row appears, turns failed, and after a resend turns delivered live.
+	b := startBrowser(t)
+	b.do(chromedp.Navigate(a.URL + "/notifications"))
+	b.eval(`window.stayedOpen = true, "set"`)
+	liveStatus := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for b.eval(`document.querySelector('tr[data-notification-id] [data-status]')?.dataset.status || ''`) != want {
+			if time.Now().After(deadline) {
+				b.screenshot("notifications-not-" + want)
+				t.Fatalf("the notification never showed as %s without a reload", want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if b.eval(`String(window.stayedOpen === true)`) != "true" {
+			t.Fatal("the page was reloaded; it should have changed live")
+		}
+	}
+
 	c, _ := apiclient.New(a.URL, "")
 	const tid = "r7k2m9x4c1rm80cq3ftw6n8ebb"
 	reg, err := c.Register(t.Context(), apiclient.RegisterRequest{Name: "browser notify", TrainingID: tid})
@@ -82,18 +103,7 @@ func TestNotificationsPageInABrowser(t *testing.T) {
 		t.Fatalf("deliver: %v %v", resp, err)
 	}
 
-	b := startBrowser(t)
-	b.do(chromedp.Navigate(a.URL + "/notifications"))
-	// Not live: reload until the sender has settled it.
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(b.eval(`document.querySelector('[data-status]')?.dataset.status || ''`), "failed") {
-		if time.Now().After(deadline) {
-			b.screenshot("notifications-not-failed")
-			t.Fatal("the refused notification never showed as failed")
-		}
-		time.Sleep(200 * time.Millisecond)
-		b.do(chromedp.Navigate(a.URL + "/notifications")) // waits for the load, unlike a click
-	}
+	liveStatus("failed")
 	if got := b.eval(`document.querySelector('tr[data-notification-id] .reason').textContent`); !strings.Contains(got, "HTTP 410: endpoint retired") {
 		t.Errorf("reason shown: %q", got)
 	}
@@ -102,24 +112,37 @@ func TestNotificationsPageInABrowser(t *testing.T) {
 	}
 	b.screenshot("notifications-failed")
 
+	// Resent elsewhere (the API), the open page follows.
+	ns, err := c.Notifications(t.Context(), apiclient.NotificationOptions{})
+	if err != nil || len(ns) != 1 {
+		t.Fatalf("notifications: %v %v", ns, err)
+	}
+	if _, err := c.ResendNotification(t.Context(), ns[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	liveStatus("delivered")
+	if got := b.eval(`document.querySelector('tr[data-notification-id] [data-status]').parentElement.textContent`); !strings.Contains(got, "2 attempt(s)") {
+		t.Errorf("status cell after the resend: %q", got)
+	}
+	b.screenshot("notifications-delivered")
+
+	// The Resend button (a form, no script needed) sends it once more.
 	b.do(chromedp.Click(chromedp.CSS(`button[aria-label^="Resend notification"]`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
 	if got := b.eval(`document.querySelector('p.notice').textContent`); !strings.Contains(got, "will be sent again, with the same webhook-id") {
 		t.Errorf("notice after resend: %q", got)
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for b.eval(`document.querySelector('[data-status]')?.dataset.status || ''`) != "delivered" {
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(b.eval(`document.querySelector('tr[data-notification-id] [data-status]').parentElement.textContent`), "3 attempt(s)") {
 		if time.Now().After(deadline) {
-			b.screenshot("notifications-not-delivered")
-			t.Fatal("the resent notification never showed as delivered")
+			b.screenshot("notifications-not-resent")
+			t.Fatal("the notification resent with the button never showed its third attempt")
 		}
-		time.Sleep(200 * time.Millisecond)
-		b.do(chromedp.Navigate(a.URL + "/notifications")) // waits for the load, unlike a click
+		time.Sleep(100 * time.Millisecond)
 	}
-	b.screenshot("notifications-delivered")
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ids) != 2 || ids[0] != ids[1] {
-		t.Errorf("webhook-ids sent %v, want the same one twice", ids)
+	if len(ids) != 3 || ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("webhook-ids sent %v, want the same one three times", ids)
 	}
 	for _, m := range b.messages() {
 		if strings.Contains(m.Text, "Content Security Policy") || m.IsException() || m.Type == chromedp.ConsoleError {

@@ -1,7 +1,7 @@
 // trainhook dashboard: live updates without reloading. It listens to
-// /api/events (Server-Sent Events) and, when a model changes, fetches the
-// server-rendered fragment of what changed and swaps it in, so the pages
-// have one renderer: the server's templates. No inline script anywhere.
+// /api/events (Server-Sent Events) and, when a model or a notification
+// changes, fetches the server-rendered fragment of what changed and swaps
+// it in, so the pages have one renderer: the server's templates. No inline script anywhere.
 (function () {
   'use strict';
 
@@ -211,10 +211,48 @@
     });
   }
 
+  // ---- The notifications list: fetched again (with the page's filter)
+  // when a notification changes, at most once a second. ----
+  var nlist = document.querySelector('[data-live-notifications]');
+  var nlistTimer = null, nlistLast = 0;
+  function reloadNotifications() {
+    if (nlistTimer) return; // one is due already and will show this change too
+    nlistTimer = setTimeout(function () {
+      nlistTimer = null;
+      nlistLast = Date.now();
+      var u = new URL(location.href);
+      u.searchParams.set('fragment', 'list');
+      refresh('notifications', u.pathname + u.search, function (html) {
+        var was = {};
+        nlist.querySelectorAll('tr[data-notification-id] [data-status]').forEach(function (el) {
+          was[el.closest('tr').dataset.notificationId] = el.dataset.status;
+        });
+        // Keep the reader's place: a focused Resend button stays focused.
+        var focused = document.activeElement && nlist.contains(document.activeElement) ? document.activeElement.id : '';
+        nlist.replaceChildren(parse(html));
+        nlist.querySelectorAll('tr[data-notification-id]').forEach(function (row) {
+          var st = row.querySelector('[data-status]');
+          if (st && was[row.dataset.notificationId] !== st.dataset.status) row.classList.add('flash');
+        });
+        if (focused) {
+          var el = document.getElementById(focused);
+          if (el) el.focus(); else document.getElementById('main').focus();
+        }
+        tick();
+      });
+    }, Math.max(0, nlistLast + 1000 - Date.now()));
+  }
+  function onNotification(n) {
+    var shown = nlist.querySelector('tr[data-notification-id="' + CSS.escape(String(n.id)) + '"] [data-status]');
+    if (shown && shown.dataset.status !== n.status) say('on', 'Notification ' + n.id + ' is now ' + n.status);
+    reloadNotifications();
+  }
+
   // What changed between making the page and the stream's start.
   function resync() {
     if (table) syncList();
     if (region) onModelPage({ id: body.dataset.modelId });
+    if (nlist) reloadNotifications();
   }
 
   // ---- The event stream. ----
@@ -252,6 +290,12 @@
       try { m = JSON.parse(e.data); } catch (err) { return; }
       if (table) onModelInList(m);
       if (region) onModelPage(m);
+    });
+    es.addEventListener('notification', function (e) {
+      if (e.lastEventId) lastId = e.lastEventId;
+      var n;
+      try { n = JSON.parse(e.data); } catch (err) { return; }
+      if (nlist) onNotification(n);
     });
     es.addEventListener('reset', function () {
       es.close();
