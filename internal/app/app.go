@@ -175,7 +175,7 @@ func StartOn(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Li
 	}
 	if len(cfg.Notify.Keys) > 0 {
 		a.Notifier = notify.New(notify.Options{Store: a.Store, Keys: cfg.Notify.Keys, RetryFor: cfg.Notify.RetryFor, Logger: log, Metrics: a.Metrics,
-			Publish: opts.Broker.Publish})
+			Publish: opts.Broker.Publish, Busy: func() bool { return a.Service.Saturated() }})
 		opts.Notify = service.Notify{URLs: cfg.Notify.URLs, Events: cfg.Notify.Events, Kick: a.Notifier.Kick}
 		if len(cfg.Notify.AllowedOrigins) > 0 {
 			opts.Notify.AllowURL = cfg.Notify.OriginAllowed

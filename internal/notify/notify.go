@@ -34,6 +34,7 @@ const (
 	DefaultConcurrency = 8
 	DefaultPoll        = time.Second
 	DefaultRetryFor    = 24 * time.Hour
+	DefaultYieldFor    = 30 * time.Second
 )
 
 // Options configure a Sender.
@@ -60,6 +61,15 @@ type Options struct {
 	// must not block (events.Broker's and pgnotify.Bridge's Publish do
 	// not). nil: nothing is announced.
 	Publish func(typ string, data any)
+	// Busy reports that webhook intake is saturating the store's writer
+	// (service.Service.Saturated). While it does, and the oldest pending
+	// notification is younger than YieldFor, one request at a time is
+	// sent: intake, which Replicate waits on, comes first, and the
+	// notifications follow once the burst has passed. nil: never busy.
+	Busy func() bool
+	// YieldFor bounds how stale notifications may grow while intake is
+	// busy (default 30s); past it they are sent at full concurrency.
+	YieldFor time.Duration
 }
 
 // Sender delivers the outbox. Start it with Run; Kick it after a commit.
@@ -77,6 +87,7 @@ type Sender struct {
 	outcomes *metrics.Counter
 	attempts *metrics.Counter
 	lag      *metrics.Histogram
+	yields   *metrics.Counter
 }
 
 // New returns a Sender; nothing runs until Run.
@@ -93,6 +104,9 @@ func New(o Options) *Sender {
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
 	}
+	if o.YieldFor <= 0 {
+		o.YieldFor = DefaultYieldFor
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -106,7 +120,14 @@ func New(o Options) *Sender {
 		o.Backoff = func(n int) time.Duration { return Backoff(n, rand.Float64()) }
 	}
 	if o.Client == nil {
+		// Its own transport: the default keeps 2 idle connections per
+		// host, so with more requests in flight to one receiver most would
+		// open a new connection each time, costing a handshake on both
+		// sides and a socket in TIME_WAIT per notification.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = o.Concurrency
 		o.Client = &http.Client{
+			Transport: t,
 			// A redirect is a failure: the URL should be fixed, and
 			// following it would send the signed event somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -119,6 +140,7 @@ func New(o Options) *Sender {
 	m := o.Metrics
 	s.outcomes = m.NewCounter("trainhook_notifications_total", "Notifications settled or rescheduled, by outcome (delivered, retry, failed, gone).", "outcome")
 	s.attempts = m.NewCounter("trainhook_notification_attempts_total", "Requests sent to notification URLs, by result (2xx, 3xx, 4xx, 5xx, timeout, error).", "result")
+	s.yields = m.NewCounter("trainhook_notification_yields_total", "Times the sender held back to one request in flight because webhook intake was saturating the writer.")
 	s.lag = m.NewHistogram("trainhook_notification_lag_seconds", "Time from the change's commit to the receiver's 2xx.", metrics.DelayBuckets)
 	m.GaugeFunc("trainhook_notifications_pending", "Notifications waiting to be delivered (queue depth).", func() float64 { return float64(s.pending.Load()) })
 	m.GaugeFunc("trainhook_notification_oldest_pending_seconds", "Age of the oldest pending notification; 0 when none.", func() float64 {
@@ -165,8 +187,8 @@ func (s *Sender) Run(ctx context.Context) {
 // sends each on its own goroutine.
 func (s *Sender) dispatch(ctx context.Context) {
 	for ctx.Err() == nil {
-		free := cap(s.sem) - len(s.sem)
-		if free == 0 {
+		free := s.slots() - len(s.sem)
+		if free <= 0 {
 			return
 		}
 		now := s.o.Now()
@@ -198,6 +220,19 @@ func (s *Sender) dispatch(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// slots is how many requests may be in flight now: all of them, or one
+// while intake is busy and the backlog is young (see Options.Busy).
+func (s *Sender) slots() int {
+	if s.o.Busy == nil || !s.o.Busy() {
+		return cap(s.sem)
+	}
+	if o := s.oldest.Load(); o != 0 && s.o.Now().Sub(time.Unix(0, o)) >= s.o.YieldFor {
+		return cap(s.sem)
+	}
+	s.yields.Inc()
+	return 1
 }
 
 func (s *Sender) refreshStats(ctx context.Context) {

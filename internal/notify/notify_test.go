@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,5 +442,83 @@ func TestFreedSlotSendsTheNext(t *testing.T) {
 	}
 	if got := len(rc.got()); got != n {
 		t.Errorf("receiver got %d requests, want %d", got, n)
+	}
+}
+
+// Requests in flight to one receiver reuse their connections: no more are
+// opened than there are request slots, however many notifications go.
+func TestConnectionsReused(t *testing.T) {
+	st := openStore(t)
+	rc := newReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
+	var opened atomic.Int64
+	rc.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
+		if cs == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	const n, slots = 60, 6
+	var events []string
+	for i := range n {
+		events = append(events, addEvent(t, st, fmt.Sprintf("m%d", i), "model.ready", rc.URL))
+	}
+	run(t, Options{Store: st, Keys: keys(t, key1), Concurrency: slots})
+	for _, ev := range events {
+		waitStatus(t, st, ev, store.NotifyDelivered)
+	}
+	if got := opened.Load(); got > slots {
+		t.Errorf("the receiver saw %d connections for %d notifications with %d slots; want at most %d (idle connections are being closed)", got, n, slots, slots)
+	}
+}
+
+// While intake saturates the writer the sender keeps one request in flight,
+// unless the backlog has grown older than YieldFor; otherwise it uses every
+// slot.
+func TestYieldsToBusyIntake(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		busy     bool
+		yieldFor time.Duration
+		want     func(maxInFlight int) bool
+		wantText string
+	}{
+		{"intake busy", true, time.Hour, func(n int) bool { return n == 1 }, "exactly 1"},
+		{"intake busy, backlog older than YieldFor", true, time.Millisecond, func(n int) bool { return n > 1 }, "more than 1"},
+		{"intake idle", false, time.Hour, func(n int) bool { return n > 1 }, "more than 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openStore(t)
+			var mu sync.Mutex
+			inFlight, maxInFlight := 0, 0
+			rc := newReceiver(t, func(int, http.ResponseWriter, *http.Request) {
+				mu.Lock()
+				inFlight++
+				maxInFlight = max(maxInFlight, inFlight)
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+			})
+			var events []string
+			for i := range 12 {
+				events = append(events, addEvent(t, st, fmt.Sprintf("m%d", i), "model.ready", rc.URL))
+			}
+			time.Sleep(5 * time.Millisecond) // the backlog is older than the shortest YieldFor
+			busy := tc.busy
+			s := run(t, Options{Store: st, Keys: keys(t, key1), Concurrency: 4, YieldFor: tc.yieldFor,
+				Busy: func() bool { return busy }})
+			for _, ev := range events {
+				waitStatus(t, st, ev, store.NotifyDelivered)
+			}
+			mu.Lock()
+			got := maxInFlight
+			mu.Unlock()
+			if !tc.want(got) {
+				t.Errorf("at most %d requests were in flight at once; want %s", got, tc.wantText)
+			}
+			if yields := s.yields.Value(); (yields > 0) != (tc.busy && tc.yieldFor == time.Hour) {
+				t.Errorf("yields counted %d", yields)
+			}
+		})
 	}
 }

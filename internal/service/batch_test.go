@@ -79,3 +79,49 @@ func TestFailedBatchCountsOnce(t *testing.T) {
 		t.Errorf("model %s, %d history rows; want Ready with 2 (registered, finished)", d.Model.Status, len(d.History))
 	}
 }
+
+// Saturated says the writer had reports waiting when it finished a batch,
+// and stops saying so once it has kept up for a moment.
+func TestSaturated(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "trainhook.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(svc.Close)
+	noop := func(context.Context, store.Tx) (Result, []training.Model, error) { return Result{}, nil, nil }
+
+	// One job at a time: the writer is never behind.
+	for range 3 {
+		if _, err := svc.write(ctx, noop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if svc.Saturated() {
+		t.Fatal("Saturated after jobs that never waited")
+	}
+
+	// A job that holds the writer while another queues behind it.
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, _ = svc.write(ctx, func(context.Context, store.Tx) (Result, []training.Model, error) {
+			<-release
+			return Result{}, nil, nil
+		})
+	})
+	time.Sleep(50 * time.Millisecond)
+	wg.Go(func() { _, _ = svc.write(ctx, noop) })
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if !svc.Saturated() {
+		t.Fatal("not Saturated right after a batch finished with a report waiting")
+	}
+	time.Sleep(saturatedFor + 50*time.Millisecond)
+	if svc.Saturated() {
+		t.Errorf("still Saturated %s after the writer caught up", saturatedFor+50*time.Millisecond)
+	}
+}

@@ -78,6 +78,9 @@ type Service struct {
 	destinations   sync.Map // destinations known to exist
 	completed      atomic.Int64
 	notifyCfg      Notify
+	// queuedAt is when the writer last finished a batch with more reports
+	// already waiting (unix nanoseconds): the single writer was the limit.
+	queuedAt atomic.Int64
 
 	// afterCommit holds what a batch's transaction counts and logs, to be
 	// done once it commits: a batch that fails is retried job by job, and
@@ -145,6 +148,18 @@ func New(o Options) *Service {
 	}
 	go s.writer()
 	return s
+}
+
+// saturatedFor is how long after the writer last had reports waiting
+// Saturated still says so: a burst has gaps between its batches.
+const saturatedFor = 250 * time.Millisecond
+
+// Saturated reports that the writer has been the bottleneck just now:
+// reports were waiting when it finished a batch, within saturatedFor. Work
+// that can wait, such as sending notifications, yields to intake then.
+func (s *Service) Saturated() bool {
+	at := s.queuedAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < saturatedFor
 }
 
 // Completed counts the models this process moved to a final status.

@@ -88,6 +88,9 @@ func (s *Service) writer() {
 			}
 		}
 		s.runBatch(batch)
+		if len(s.jobs) > 0 {
+			s.queuedAt.Store(time.Now().UnixNano())
+		}
 	}
 }
 

@@ -43,6 +43,7 @@ type Store struct {
 	wc        *sql.Conn
 	writeLock chan struct{} // holds one token while a Write runs
 	closed    bool          // set by Close, under writeLock
+	unsynced  bool          // the write connection runs synchronous=NORMAL (see writeUnsynced), under writeLock
 	wstmts    [numWriteStmts]*sql.Stmt
 
 	r      *sql.DB // read-only connections for the methods outside Write

@@ -121,6 +121,23 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?7)`,
 // stmtCtx); a cancellation is noticed between statements and before the
 // commit, and rolls the transaction back.
 func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) {
+	return s.write(ctx, false, fn)
+}
+
+// writeUnsynced is Write for bookkeeping whose loss in a power failure costs
+// only a repeat, such as a notification's lease or outcome (a lost outcome
+// means the notification is sent again, with the same webhook-id, which
+// at-least-once delivery allows). Its commit skips the fsync
+// (synchronous=NORMAL): the WAL keeps it consistent, and the next durable
+// commit's fsync makes it durable too. Without this, each of those small
+// transactions would hold the write lock through a flush of its own, and
+// webhook intake, which waits for that lock, would slow to the pace of
+// the notifications.
+func (s *Store) writeUnsynced(ctx context.Context, fn func(store.Tx) error) error {
+	return s.write(ctx, true, fn)
+}
+
+func (s *Store) write(ctx context.Context, unsynced bool, fn func(store.Tx) error) (err error) {
 	select {
 	case s.writeLock <- struct{}{}:
 	case <-ctx.Done():
@@ -134,6 +151,13 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) 
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
 	bg := context.WithoutCancel(ctx)
+	if unsynced != s.unsynced {
+		// A durable Write after an unsynced one restores FULL first, and
+		// fails rather than commit without the flush if it cannot.
+		if err := s.setSynchronous(bg, unsynced); err != nil {
+			return fmt.Errorf("begin write transaction: %w", err)
+		}
+	}
 	if _, err := s.wstmts[stmtBegin].ExecContext(bg); err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
@@ -170,6 +194,24 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) 
 	case s.ckKick <- struct{}{}:
 	default: // a checkpoint is due already
 	}
+	return nil
+}
+
+// setSynchronous switches the write connection between synchronous=FULL
+// (durable commits) and NORMAL (commits without a flush); it runs between
+// transactions, under the write lock.
+//
+// Not a prepared statement: SQLite applies this pragma when the statement
+// is prepared, not when it runs.
+func (s *Store) setSynchronous(ctx context.Context, unsynced bool) error {
+	mode := "FULL"
+	if unsynced {
+		mode = "NORMAL"
+	}
+	if _, err := s.wc.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+		return fmt.Errorf("set synchronous=%s on the write connection: %w", mode, err)
+	}
+	s.unsynced = unsynced
 	return nil
 }
 
