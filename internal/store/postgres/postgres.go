@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,6 +39,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	desc string // user@host:port/database, for messages; never the password
 	o    options
+
+	// roundTrips counts the round trips write transactions took, so that
+	// tests can hold them to a bound.
+	roundTrips atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)
