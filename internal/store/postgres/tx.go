@@ -246,6 +246,9 @@ type statement struct {
 	// conflict, for a checked statement (one that fails unless it changes
 	// exactly one row), says what another transaction did if it fails.
 	conflict string
+	// kind, if not rowAlone, lets merge send it with others of its kind
+	// as one statement.
+	kind rowKind
 }
 
 type uniqueValues struct {
@@ -311,6 +314,7 @@ func (t *tx) roundTrip(ctx context.Context, before []statement, last string, arg
 // An error here has been recorded with failed.
 func (t *tx) send(ctx context.Context, lead []statement, tail ...statement) (pgx.BatchResults, error) {
 	var b pgx.Batch
+	lead = merge(lead)
 	if !t.began {
 		lead = append([]statement{{what: "begin write transaction", sql: beginSQL}}, lead...)
 	}
@@ -609,7 +613,7 @@ func (t *tx) AddHistory(ctx context.Context, h training.HistoryEntry) error {
 	args := []any{text(h.ModelID), text(string(h.From)), text(string(h.To)), text(h.RemoteStatus),
 		text(string(h.Decision)), text(string(h.Source)), text(h.SourceRef), text(h.Note), at}
 	if _, exists := t.seen[text(h.ModelID)]; exists {
-		t.later("add history for model "+h.ModelID, insertHistory, args...)
+		t.pending = append(t.pending, statement{what: "add history for model " + h.ModelID, sql: insertHistory, args: args, kind: rowHistory})
 		return nil
 	}
 	tag, err := t.exec(ctx, nil, insertHistory, args...)
@@ -636,9 +640,9 @@ func (t *tx) AddDelivery(ctx context.Context, d training.Delivery) (int64, error
 		// (it can fail only if the server does).
 		id := t.pf.deliveryIDs[0]
 		t.pf.deliveryIDs = t.pf.deliveryIDs[1:]
-		t.later("add delivery "+d.WebhookID, insertDeliveryWithID, text(d.WebhookID), received, d.Verified, text(d.Reason),
-			text(d.Outcome), text(d.TrainingID), text(d.ModelID), text(d.RemoteStatus), text(d.Timestamp), text(d.Signature),
-			d.ReplayOf, d.Payload, id)
+		t.pending = append(t.pending, statement{what: "add delivery " + d.WebhookID, sql: insertDeliveryWithID, kind: rowDelivery,
+			args: []any{text(d.WebhookID), received, d.Verified, text(d.Reason), text(d.Outcome), text(d.TrainingID), text(d.ModelID),
+				text(d.RemoteStatus), text(d.Timestamp), text(d.Signature), d.ReplayOf, d.Payload, id}})
 		return id, nil
 	}
 	var id int64
@@ -674,7 +678,7 @@ func (t *tx) ClaimWebhookID(ctx context.Context, webhookID string, at time.Time)
 		// another transaction claims it meanwhile, the checked insert
 		// fails the Write with ErrRetry: a duplicate is never applied.
 		t.pending = append(t.pending, statement{what: "claim webhook id " + webhookID, sql: claimWebhookIDChecked,
-			args: []any{text(webhookID), atArg}, conflict: fmt.Sprintf("webhook id %s was claimed by another transaction meanwhile", webhookID)})
+			args: []any{text(webhookID), atArg}, kind: rowClaim, conflict: fmt.Sprintf("webhook id %s was claimed by another transaction meanwhile", webhookID)})
 		t.pf.claimed[text(webhookID)] = true
 		return true, nil
 	}
