@@ -147,10 +147,10 @@ const (
 // known in advance. BEGIN goes with the first statement rather than on
 // its own; statements that can fail only if the server fails (AddHistory
 // for a model this transaction has read, HoldObservation) wait and go with
-// the next statement or the COMMIT, in order. A delivery as the service
-// applies it then takes four round trips instead of five, and a Write two
-// fewer; an error from a statement that waited fails the Write (a server
-// error aborts the transaction anyway).
+// the next statement or the COMMIT, in order; after Prefetch (see the
+// package comment) nearly every write of a delivery waits that way, and a
+// batch takes two round trips. An error from a statement that waited
+// fails the Write (a server error aborts the transaction anyway).
 //
 // The statements run with ctx: a cancellation interrupts a statement that
 // waits (for a row lock, say), and the transaction is rolled back. A
