@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/trainhook/trainhook/internal/store"
 	"github.com/trainhook/trainhook/internal/training"
@@ -375,5 +378,36 @@ func TestUncoveredReadSeesHeldWrites(t *testing.T) {
 	m, err := other.GetModel(ctx, models["read-a"].ID)
 	if err != nil || m.Version != 2 {
 		t.Errorf("after the commit: version %d, %v; want 2", m.Version, err)
+	}
+}
+
+// The prefetch finds its models through the two unique indexes, so its
+// cost follows the batch, not the table. (Bitmap scans are how PostgreSQL
+// serves an OR of two indexed conditions.)
+func TestPrefetchQueryPlan(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTest(t)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET enable_seqscan")
+	for _, q := range []string{prefetchModels, prefetchNotifyURLs} {
+		rows, err := conn.Query(ctx, "EXPLAIN "+q, []string{"t1", "t2"}, []string{"m1"})
+		if err != nil {
+			t.Fatalf("EXPLAIN: %v", err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(lines, "\n")
+		if !strings.Contains(plan, "models_training_id") || !strings.Contains(plan, "models_pkey") || strings.Contains(plan, "Seq Scan on models") {
+			t.Errorf("plan of\n%s\n%s\nwant the models_training_id and models_pkey indexes, no sequential scan of models", q, plan)
+		}
 	}
 }
