@@ -18,6 +18,10 @@ import (
 // will read. ORDER BY id makes every transaction lock its rows in the same
 // order (the row locks are taken as the sorted rows come out), so two
 // instances prefetching overlapping batches queue rather than deadlock.
+// The claims are read after the models, in a statement of their own: under
+// READ COMMITTED it sees what committed while the lock was awaited, so an
+// instance that waited for another's batch on the same model finds that
+// batch's claims, and reports the duplicate without a retry.
 const (
 	prefetchModels = `SELECT ` + modelColumns + ` FROM models
 WHERE (training_id = ANY($1::text[]) AND training_id <> '') OR id = ANY($2::text[])
