@@ -18,12 +18,13 @@ import (
 // the delivery says is committed, so the caller may then answer 2xx.
 func (s *Service) Deliver(ctx context.Context, obs training.Observation, d training.Delivery) (Result, error) {
 	d.Verified = true
-	return s.wait(job{ctx: ctx, run: s.report(obs, &d), evenIfCancelled: true, trainingID: obs.TrainingID})
+	return s.wait(job{ctx: ctx, run: s.report(obs, &d), evenIfCancelled: true, trainingID: obs.TrainingID,
+		keys: reportKeys(obs, &d)})
 }
 
 // Observe applies a poll result (or any report that is not a delivery).
 func (s *Service) Observe(ctx context.Context, obs training.Observation) (Result, error) {
-	return s.wait(job{ctx: ctx, run: s.report(obs, nil), trainingID: obs.TrainingID})
+	return s.wait(job{ctx: ctx, run: s.report(obs, nil), trainingID: obs.TrainingID, keys: reportKeys(obs, nil)})
 }
 
 // RecordRefused appends a refused delivery to the audit log without waiting.
@@ -40,7 +41,7 @@ func (s *Service) RecordRefused(d training.Delivery) bool {
 		return Result{Outcome: OutcomeRefused}, nil, err
 	}
 	select {
-	case s.jobs <- job{ctx: context.Background(), run: record}:
+	case s.jobs <- job{ctx: context.Background(), run: record, keys: store.BatchKeys{Deliveries: 1}}:
 		return true
 	default:
 		return false

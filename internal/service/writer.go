@@ -29,6 +29,9 @@ type job struct {
 	evenIfCancelled bool
 	// trainingID names what the job is about in the log if it fails.
 	trainingID string
+	// keys are what run will read and write, for stores that read a
+	// batch's rows ahead (store.Prefetcher); empty for jobs that do not say.
+	keys store.BatchKeys
 }
 
 type jobResult struct {
@@ -103,7 +106,7 @@ func (s *Service) runBatch(batch []job) {
 	defer cancel()
 	results := make([]jobResult, len(batch))
 	var changed []training.Model
-	err := s.store.Write(ctx, func(tx store.Tx) error {
+	err := s.writeBatch(ctx, batch, func(tx store.Tx) error {
 		changed = changed[:0]
 		s.afterCommit = s.afterCommit[:0]
 		for i, j := range batch {

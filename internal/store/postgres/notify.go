@@ -246,12 +246,20 @@ ON CONFLICT (model_id) DO UPDATE SET url = excluded.url`, text(modelID), text(ur
 	if err != nil {
 		return fmt.Errorf("set notify URL of model %s: %w", modelID, err)
 	}
+	if t.pf != nil {
+		t.pf.notifyURL[text(modelID)] = text(url)
+	}
 	return nil
 }
 
 func (t *tx) ModelNotifyURL(ctx context.Context, modelID string) (string, error) {
 	if err := t.check(ctx); err != nil {
 		return "", fmt.Errorf("read notify URL of model %s: %w", modelID, err)
+	}
+	if t.pf != nil {
+		if u, ok := t.pf.notifyURL[text(modelID)]; ok {
+			return u, nil
+		}
 	}
 	var u string
 	err := t.queryRow(ctx, `SELECT url FROM model_notify_urls WHERE model_id = $1`, text(modelID)).Scan(&u)

@@ -13,6 +13,29 @@
 // PostgreSQL aborts the whole transaction on a failed statement, and the
 // service's group commit puts up to 128 reports in one transaction.
 //
+// A batch of webhook deliveries takes two round trips, whatever its size.
+// The service first gives the transaction the keys its reports will read
+// (store.Prefetcher): Prefetch sends BEGIN and reads, in one round trip,
+// the models those keys name, locking them (SELECT ... ORDER BY id FOR
+// UPDATE, so that two instances lock in the same order), which of the
+// webhook ids are claimed already, and ids for the deliveries the batch
+// will add (taken ahead from the identity's sequence, so AddDelivery can
+// return the id of a row not yet sent). Reads the prefetch covers are
+// answered from it, kept up to date with the transaction's own writes; a
+// read it does not cover goes to the server after the held writes, so it
+// sees them. Writes whose outcome the locks decide in advance are held
+// back and sent with the COMMIT: an update of a locked model at its
+// version (an update at another version is ErrStale at once), its history
+// row, the deliveries, and the claims of webhook ids the prefetch found
+// unclaimed; rows of one kind go as one statement over arrays (unnest).
+// A claim can still lose a race: another instance, having also found the
+// id unclaimed, claims it first. So the held claims and updates are
+// checked statements, which fail unless they change exactly their rows;
+// the failure aborts the transaction on the server, the COMMIT behind it
+// in the same round trip is skipped, and Write returns store.ErrRetry.
+// Nothing of the batch is stored, and the service runs it again, when it
+// finds the id claimed: a duplicate is never applied twice.
+//
 // It uses pgx's own interface and pool rather than database/sql: pgx
 // prepares and caches each statement per connection by itself, speaks the
 // binary protocol, sends several statements in one round trip (pgx.Batch),
@@ -25,6 +48,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,6 +62,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	desc string // user@host:port/database, for messages; never the password
 	o    options
+
+	// roundTrips counts the round trips write transactions took, so that
+	// tests can hold them to a bound.
+	roundTrips atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)

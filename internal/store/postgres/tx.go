@@ -147,10 +147,10 @@ const (
 // known in advance. BEGIN goes with the first statement rather than on
 // its own; statements that can fail only if the server fails (AddHistory
 // for a model this transaction has read, HoldObservation) wait and go with
-// the next statement or the COMMIT, in order. A delivery as the service
-// applies it then takes four round trips instead of five, and a Write two
-// fewer; an error from a statement that waited fails the Write (a server
-// error aborts the transaction anyway).
+// the next statement or the COMMIT, in order; after Prefetch (see the
+// package comment) nearly every write of a delivery waits that way, and a
+// batch takes two round trips. An error from a statement that waited
+// fails the Write (a server error aborts the transaction anyway).
 //
 // The statements run with ctx: a cancellation interrupts a statement that
 // waits (for a row lock, say), and the transaction is rolled back. A
@@ -234,12 +234,21 @@ type tx struct {
 	// and progress. A model seen exists (models are never deleted), so
 	// AddHistory for it need not wait for the answer.
 	seen map[string]uniqueValues
+
+	// pf is what Prefetch read, or nil: see prefetched.
+	pf *prefetched
 }
 
 type statement struct {
 	what string // for the error message, if it fails
 	sql  string
 	args []any
+	// conflict, for a checked statement (one that fails unless it changes
+	// exactly one row), says what another transaction did if it fails.
+	conflict string
+	// kind, if not rowAlone, lets merge send it with others of its kind
+	// as one statement.
+	kind rowKind
 }
 
 type uniqueValues struct {
@@ -281,32 +290,50 @@ func (t *tx) later(what, sql string, args ...any) {
 	t.pending = append(t.pending, statement{what: what, sql: sql, args: args})
 }
 
+// takePending returns the pending statements and empties the queue.
+func (t *tx) takePending() []statement {
+	p := t.pending
+	t.pending = nil
+	return p
+}
+
 // roundTrip sends, in one round trip: BEGIN if the transaction has not
 // begun, the pending statements, then before (statements whose results
 // only matter if they fail), then last. It reads the results up to last
 // and returns the batch positioned at last's; the caller reads it and
 // closes the batch. An error here has been recorded with failed.
 func (t *tx) roundTrip(ctx context.Context, before []statement, last string, args ...any) (pgx.BatchResults, error) {
+	return t.send(ctx, append(t.takePending(), before...), statement{sql: last, args: args})
+}
+
+// send sends BEGIN if the transaction has not begun, lead, then tail, in
+// one round trip (one pgx.Batch: the server runs them in order and, after
+// a statement fails, skips the rest). It reads lead's results and returns
+// the batch positioned at tail's; the caller reads those and closes it.
+// A checked statement in lead that failed its check fails with ErrRetry.
+// An error here has been recorded with failed.
+func (t *tx) send(ctx context.Context, lead []statement, tail ...statement) (pgx.BatchResults, error) {
 	var b pgx.Batch
-	lead := make([]string, 0, 1+len(t.pending)+len(before))
+	lead = merge(lead)
 	if !t.began {
-		b.Queue(beginSQL)
-		lead = append(lead, "begin write transaction")
+		lead = append([]statement{{what: "begin write transaction", sql: beginSQL}}, lead...)
 	}
-	for _, q := range [][]statement{t.pending, before} {
+	for _, q := range [][]statement{lead, tail} {
 		for _, st := range q {
 			b.Queue(st.sql, st.args...)
-			lead = append(lead, st.what)
 		}
 	}
-	b.Queue(last, args...)
 	t.began = true // from here on a ROLLBACK is due, whatever happens
-	t.pending = t.pending[:0]
+	t.s.roundTrips.Add(1)
 	br := t.conn.SendBatch(ctx, &b)
-	for _, what := range lead {
+	for _, st := range lead {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return nil, t.failed(fmt.Errorf("%s: %w", what, err))
+			var pe *pgconn.PgError
+			if st.conflict != "" && errors.As(err, &pe) && pe.Code == sqlstateDivisionByZero {
+				err = fmt.Errorf("%s: %w", st.conflict, store.ErrRetry)
+			}
+			return nil, t.failed(fmt.Errorf("%s: %w", st.what, err))
 		}
 	}
 	return br, nil
@@ -390,6 +417,15 @@ func (t *tx) modelBy(ctx context.Context, query, key string) (training.Model, er
 }
 
 func (t *tx) ModelByID(ctx context.Context, id string) (training.Model, error) {
+	if m, found, ok := t.pf.model(text(id)); ok {
+		if err := t.check(ctx); err != nil {
+			return training.Model{}, fmt.Errorf("read model %s: %w", id, err)
+		}
+		if !found {
+			return training.Model{}, fmt.Errorf("read model %s: %w", id, store.ErrNotFound)
+		}
+		return m, nil
+	}
 	m, err := t.modelBy(ctx, selectModelByID, id)
 	if err != nil {
 		return training.Model{}, fmt.Errorf("read model %s: %w", id, notFound(err))
@@ -400,6 +436,15 @@ func (t *tx) ModelByID(ctx context.Context, id string) (training.Model, error) {
 func (t *tx) ModelByTrainingID(ctx context.Context, trainingID string) (training.Model, error) {
 	if trainingID == "" {
 		return training.Model{}, fmt.Errorf("read model by training id: empty training id: %w", store.ErrNotFound)
+	}
+	if m, found, ok := t.pf.modelByTrainingID(text(trainingID)); ok {
+		if err := t.check(ctx); err != nil {
+			return training.Model{}, fmt.Errorf("read model by training id %s: %w", trainingID, err)
+		}
+		if !found {
+			return training.Model{}, fmt.Errorf("read model by training id %s: %w", trainingID, store.ErrNotFound)
+		}
+		return m, nil
 	}
 	m, err := t.modelBy(ctx, selectModelByTrainingID, trainingID)
 	if err != nil {
@@ -477,6 +522,7 @@ func (t *tx) InsertModel(ctx context.Context, m *training.Model) error {
 	m.Version = 1
 	storedTimes(m)
 	t.saw(*m)
+	t.wrote(*m, args)
 	return nil
 }
 
@@ -502,6 +548,24 @@ func (t *tx) UpdateModel(ctx context.Context, m *training.Model) error {
 		return fmt.Errorf("update model %s: %w", m.ID, err)
 	}
 	args = append(args, m.Version)
+	if locked := t.pf.locked(text(m.ID)); locked != nil {
+		// This transaction holds the row's lock, so it knows the version:
+		// no other writer can have moved it.
+		if locked.Version != m.Version {
+			return fmt.Errorf("update model %s at version %d: %w", m.ID, m.Version, store.ErrStale)
+		}
+		if locked.TrainingID == text(m.TrainingID) && locked.IdempotencyKey == text(m.IdempotencyKey) {
+			// Nothing can make it fail but the server: it goes with the
+			// next round trip, checked there all the same.
+			t.pending = append(t.pending, statement{what: "update model " + m.ID, sql: updateModelChecked, args: args,
+				conflict: fmt.Sprintf("model %s changed under this transaction's lock", m.ID)})
+			m.Version++
+			storedTimes(m)
+			t.saw(*m)
+			t.wrote(*m, args)
+			return nil
+		}
+	}
 	query, keys := updateModel, []int64(nil)
 	if seen, ok := t.seen[text(m.ID)]; !ok || seen.version != m.Version ||
 		seen.trainingID != text(m.TrainingID) || seen.key != text(m.IdempotencyKey) {
@@ -533,6 +597,7 @@ func (t *tx) UpdateModel(ctx context.Context, m *training.Model) error {
 	m.Version++
 	storedTimes(m)
 	t.saw(*m)
+	t.wrote(*m, args)
 	return nil
 }
 
@@ -548,7 +613,7 @@ func (t *tx) AddHistory(ctx context.Context, h training.HistoryEntry) error {
 	args := []any{text(h.ModelID), text(string(h.From)), text(string(h.To)), text(h.RemoteStatus),
 		text(string(h.Decision)), text(string(h.Source)), text(h.SourceRef), text(h.Note), at}
 	if _, exists := t.seen[text(h.ModelID)]; exists {
-		t.later("add history for model "+h.ModelID, insertHistory, args...)
+		t.pending = append(t.pending, statement{what: "add history for model " + h.ModelID, sql: insertHistory, args: args, kind: rowHistory})
 		return nil
 	}
 	tag, err := t.exec(ctx, nil, insertHistory, args...)
@@ -569,6 +634,16 @@ func (t *tx) AddDelivery(ctx context.Context, d training.Delivery) (int64, error
 	received := e.time("received_at", d.ReceivedAt)
 	if e.err != nil {
 		return 0, fmt.Errorf("add delivery %s: %w", d.WebhookID, e.err)
+	}
+	if t.pf != nil && len(t.pf.deliveryIDs) > 0 {
+		// Its id was taken ahead; the row waits for the next round trip
+		// (it can fail only if the server does).
+		id := t.pf.deliveryIDs[0]
+		t.pf.deliveryIDs = t.pf.deliveryIDs[1:]
+		t.pending = append(t.pending, statement{what: "add delivery " + d.WebhookID, sql: insertDeliveryWithID, kind: rowDelivery,
+			args: []any{text(d.WebhookID), received, d.Verified, text(d.Reason), text(d.Outcome), text(d.TrainingID), text(d.ModelID),
+				text(d.RemoteStatus), text(d.Timestamp), text(d.Signature), d.ReplayOf, d.Payload, id}})
+		return id, nil
 	}
 	var id int64
 	err := t.queryRow(ctx, insertDelivery, text(d.WebhookID), received, d.Verified, text(d.Reason),
@@ -594,9 +669,25 @@ func (t *tx) ClaimWebhookID(ctx context.Context, webhookID string, at time.Time)
 	if e.err != nil {
 		return false, fmt.Errorf("claim webhook id %s: %w", webhookID, e.err)
 	}
+	if claimed, ok := t.pf.claimedWebhookID(text(webhookID)); ok {
+		if claimed {
+			return false, nil
+		}
+		// Unclaimed when prefetched: the claim goes with the next round
+		// trip, and this transaction counts it claimed from now on. If
+		// another transaction claims it meanwhile, the checked insert
+		// fails the Write with ErrRetry: a duplicate is never applied.
+		t.pending = append(t.pending, statement{what: "claim webhook id " + webhookID, sql: claimWebhookIDChecked,
+			args: []any{text(webhookID), atArg}, kind: rowClaim, conflict: fmt.Sprintf("webhook id %s was claimed by another transaction meanwhile", webhookID)})
+		t.pf.claimed[text(webhookID)] = true
+		return true, nil
+	}
 	tag, err := t.exec(ctx, nil, claimWebhookID, text(webhookID), atArg)
 	if err != nil {
 		return false, fmt.Errorf("claim webhook id %s: %w", webhookID, err)
+	}
+	if t.pf != nil {
+		t.pf.claimed[text(webhookID)] = true // by this transaction, or before
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -668,6 +759,9 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	}
 	for _, m := range ms {
 		t.saw(m)
+		if t.pf != nil {
+			t.pf.store(m) // locked by the claim's update
+		}
 	}
 	return ms, nil
 }
