@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON bool
 	)
 	fs.StringVar(&o.Mode, "mode", "polling", "polling, or webhook (the simulator delivers signed webhooks, some dropped)")
-	fs.IntVar(&o.N, "n", 1000, "trainings in flight (1 to 20000)")
+	fs.IntVar(&o.N, "n", 1000, "trainings in flight (1 to 50000)")
 	fs.IntVar(&o.Budget, "budget", 600, "API requests per minute for trainhook (TRAINHOOK_API_RATE_LIMIT)")
 	fs.Float64Var(&o.Drop, "drop", 0.2, "webhook mode: share of webhooks dropped")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Minute, "how long each training runs on the simulator")

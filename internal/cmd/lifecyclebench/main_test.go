@@ -114,9 +114,26 @@ func TestCommand(t *testing.T) {
 	}
 }
 
+// TestValidateN: up to 50,000 trainings in flight are accepted, past the
+// poller's largest claim; more are refused with the bound in the message.
+func TestValidateN(t *testing.T) {
+	o := quick("polling", 50000)
+	if err := o.validate(); err != nil {
+		t.Errorf("--n 50000: %v", err)
+	}
+	o.N = 50001
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--n 50001: want 1 to 50000") {
+		t.Errorf("--n 50001: %v", err)
+	}
+	var errs bytes.Buffer
+	if code := run(context.Background(), []string{"--n", "50001"}, &bytes.Buffer{}, &errs); code != 2 || !strings.Contains(errs.String(), "want 1 to 50000") {
+		t.Errorf("--n 50001: exit %d, %q", code, errs.String())
+	}
+}
+
 func TestCommandUsage(t *testing.T) {
 	for _, args := range [][]string{
-		{"--mode", "push"}, {"--n", "0"}, {"--n", "20001"}, {"--budget", "0"}, {"--drop", "2"},
+		{"--mode", "push"}, {"--n", "0"}, {"--n", "50001"}, {"--budget", "0"}, {"--drop", "2"},
 		{"--poll-interval", "10ms"}, {"--max", "0s"}, {"--setup-workers", "0"}, {"extra"}, {"--nope"},
 	} {
 		var out, errs bytes.Buffer
