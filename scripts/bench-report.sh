@@ -106,18 +106,22 @@ log() { printf 'bench-report: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS=$RUNS: want a positive number"
-# check_list NAME MAX: every word of $NAME is a whole number from 1 to MAX.
+# check_list NAME MAX EXAMPLE: every word of $NAME is a whole number from 1
+# to MAX (none at all leaves those runs out, as INGEST_CONCURRENCY=" " does).
 check_list() {
 	local v list=${!1}
-	[[ -n ${list// /} ]] || die "$1 is empty: want numbers from 1 to $2, such as \"$3\""
 	for v in $list; do
 		[[ $v =~ ^[1-9][0-9]*$ ]] && ((v <= $2)) || die "$1=\"$list\": \"$v\" is not a number from 1 to $2 (e.g. $1=\"$3\")"
 	done
 }
-[[ $DBSIZE == 1 ]] && { check_list DBSIZE_MODELS 5000000 "10000 100000"; check_list DBSIZE_N 1000000 20000; }
+# check_num NAME MAX EXAMPLE: $NAME is one whole number from 1 to MAX.
+check_num() {
+	[[ ${!1} =~ ^[1-9][0-9]*$ ]] && ((${!1} <= $2)) || die "$1=\"${!1}\": want one number from 1 to $2 (e.g. $1=$3)"
+}
+[[ $DBSIZE == 1 ]] && { check_list DBSIZE_MODELS 5000000 "10000 100000"; check_num DBSIZE_N 1000000 20000; check_num DBSIZE_CONCURRENCY 1000 32; }
 [[ $POLL == 1 ]] && { check_list POLL_SIZES 50000 "1000 10000"; check_list POLL_BUDGETS 3000 "600 3000"; }
 check_list LIFECYCLE_SIZES 50000 "1000 10000"
-check_list LIFECYCLE_BUDGET 3000 600
+check_num LIFECYCLE_BUDGET 3000 600
 command -v curl >/dev/null || die "needs curl"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
