@@ -653,8 +653,8 @@ done
 		echo "in an order of their own). So each delivery's row and its status-index entries are among the newest,"
 		echo "while its lookup by training id lands anywhere in an index that grows with M."
 		echo
-		echo "| models already in the database | on disk | seeded in | deliveries/s | vs the smallest | p50 | p99 | server peak RSS | server CPU per delivery | deliveries/s per run | p99 per run |"
-		echo "|---|---|---|---|---|---|---|---|---|---|---|"
+		echo "| models already in the database | on disk | seeded in | deliveries/s | vs the smallest | p50 | p99 | server peak RSS | server CPU per delivery | server reads per delivery | deliveries/s per run | p99 per run |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 		first_rate=
 		for m in $DBSIZE_MODELS; do
 			d=$tmp/dbsize g="m$m-run*.json"
@@ -664,13 +664,15 @@ done
 			[[ -n $rate && -n $first_rate ]] && ratio=$(awk -v a="$rate" -v b="$first_rate" 'BEGIN { printf "%.2f×", a / b }')
 			bad=
 			for f in "$d"/$g; do flag "$f" passed || bad=" (a run FAILED)"; done
-			echo "| $(fmt_int "$m") | $(mib "$(num "$d/seed-$m.json" bytes)") | $(fmt '%.0f s' "$(num "$d/seed-$m.json" seconds)") | **$(fmt_int "$rate")**$bad | $ratio | $(fmt '%.2f ms' "$(vals "$d" "$g" p50 | median)") | $(fmt '%.2f ms' "$(vals "$d" "$g" p99 | median)") | $(mib "$(vals "$d" "$g" peak_rss_bytes | median)") | $(fmt '%.3f ms' "$(vals "$d" "$g" cpu_seconds_per_1000 | median)") | $(runs_list "$d" "$g" deliveries_per_sec int) | $(runs_list "$d" "$g" p99 '%.1f ms') |"
+			echo "| $(fmt_int "$m") | $(mib "$(num "$d/seed-$m.json" bytes)") | $(fmt '%.0f s' "$(num "$d/seed-$m.json" seconds)") | **$(fmt_int "$rate")**$bad | $ratio | $(fmt '%.2f ms' "$(vals "$d" "$g" p50 | median)") | $(fmt '%.2f ms' "$(vals "$d" "$g" p99 | median)") | $(mib "$(vals "$d" "$g" peak_rss_bytes | median)") | $(fmt '%.3f ms' "$(vals "$d" "$g" cpu_seconds_per_1000 | median)") | $(fmt '%.1f KiB' "$(vals "$d" "$g" read_kib_per_delivery | median)") | $(runs_list "$d" "$g" deliveries_per_sec int) | $(runs_list "$d" "$g" p99 '%.1f ms') |"
 		done
 		echo
 		echo "SQLite's page cache is 16 MiB on the write connection and 8 MiB on each read connection (no mmap);"
 		echo "the rest of the file is read from the kernel's page cache (this machine has $mem, so all of it stays in"
 		echo "memory: a miss costs a read system call, not a disk seek). The training-id index takes about 37 bytes"
-		echo "a model (37 MiB at a million), the models table about 1.9 KB a model."
+		echo "a model (37 MiB at a million), the models table about 1.9 KB a model. \"Server reads\" are the bytes the"
+		echo "server read through system calls during the deliveries, per delivery: the ~$PAYLOAD_BYTES-byte request, and 4 KiB for"
+		echo "every database page SQLite's cache did not hold (\`rchar\` of /proc/PID/io)."
 		echo
 	fi
 

@@ -118,6 +118,13 @@ type ServerStats struct {
 	// CPUSeconds is user+system CPU the server used during the delivery phase.
 	CPUSeconds        float64 `json:"cpu_seconds"`
 	CPUSecondsPer1000 float64 `json:"cpu_seconds_per_1000"`
+	// ReadKiBPerDelivery and WrittenKiBPerDelivery are what the server read
+	// and wrote through system calls during the delivery phase, per
+	// delivery: the request and answer on the socket, the WAL, and the
+	// database pages SQLite's cache did not hold. Absent when /proc/PID/io
+	// cannot be read (another user's process).
+	ReadKiBPerDelivery    float64 `json:"read_kib_per_delivery,omitempty"`
+	WrittenKiBPerDelivery float64 `json:"written_kib_per_delivery,omitempty"`
 }
 
 // Verify is what reading every model back found.
@@ -324,8 +331,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// 2. Deliver, timed.
 	logf("sending %d deliveries of %d bytes, %d at a time...", o.N, pl.size, o.Concurrency)
 	var cpu0 time.Duration
+	var read0, written0 int64
+	var ioErr error
 	if o.PID != 0 {
 		cpu0, _ = procCPU(o.PID)
+		read0, written0, ioErr = procIO(o.PID)
 	}
 	self0 := selfCPU()
 	d := b.deliver(ctx, pl)
@@ -345,6 +355,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 		st.PeakRSSBytes, _ = procPeakRSS(o.PID)
+		if read1, written1, err := procIO(o.PID); err == nil && ioErr == nil && d.sent > 0 {
+			st.ReadKiBPerDelivery = float64(read1-read0) / 1024 / float64(d.sent)
+			st.WrittenKiBPerDelivery = float64(written1-written0) / 1024 / float64(d.sent)
+		}
 		res.Server = st
 	}
 	if ctx.Err() != nil {

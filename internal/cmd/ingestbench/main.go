@@ -166,6 +166,10 @@ func report(w io.Writer, r Result) {
 	if s := r.Server; s != nil {
 		fmt.Fprintf(w, "  server      pid %d: peak RSS %.1f MiB, CPU %.2fs during deliveries (%.3fs per 1000)\n",
 			s.PID, float64(s.PeakRSSBytes)/(1<<20), s.CPUSeconds, s.CPUSecondsPer1000)
+		if s.ReadKiBPerDelivery > 0 {
+			fmt.Fprintf(w, "  server I/O  %.1f KiB read, %.1f KiB written per delivery (system calls: socket, WAL, pages SQLite's cache missed)\n",
+				s.ReadKiBPerDelivery, s.WrittenKiBPerDelivery)
+		}
 	}
 	fmt.Fprintf(w, "  client      CPU %.2fs during deliveries\n", r.ClientCPUSeconds)
 	if n := r.Notify; n != nil {
