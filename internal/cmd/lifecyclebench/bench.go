@@ -39,6 +39,10 @@ type Options struct {
 	SetupWorkers   int           // creations and registrations at a time
 	Max            time.Duration // bound on the whole run
 	Log            io.Writer     // progress lines; nil = none
+	// ServerLog, when set, receives trainhook's own log at debug level (the
+	// poller's ticks: what it claimed, the pages and GETs it spent), to see
+	// why a run behaved as it did. Nil: discarded.
+	ServerLog io.Writer
 }
 
 // MaxN bounds --n. 50,000 trainings in flight is past the poller's largest
@@ -195,7 +199,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	setupCtx, cancelSetup := context.WithDeadline(ctx, deadline)
 	defer cancelSetup()
-	a, err := app.StartOn(setupCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), l)
+	serverLog := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.ServerLog != nil {
+		serverLog = slog.New(slog.NewJSONHandler(o.ServerLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	a, err := app.StartOn(setupCtx, cfg, serverLog, l)
 	if err != nil {
 		return res, err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +130,24 @@ func TestValidateN(t *testing.T) {
 	var errs bytes.Buffer
 	if code := run(context.Background(), []string{"--n", "50001"}, &bytes.Buffer{}, &errs); code != 2 || !strings.Contains(errs.String(), "want 1 to 50000") {
 		t.Errorf("--n 50001: exit %d, %q", code, errs.String())
+	}
+}
+
+// TestServerLog: --server-log gets trainhook's debug log, the poller's
+// ticks among it; a path that cannot be created is a usage error.
+func TestServerLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.log")
+	var out, errs bytes.Buffer
+	code := run(context.Background(), []string{"--n", "5", "--duration", "1s", "--poll-interval", "200ms", "--server-log", path}, &out, &errs)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errs.String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), `"msg":"poller: tick"`) || !strings.Contains(string(b), `"level":"DEBUG"`) {
+		t.Errorf("server log (%v):\n%.2000s", err, b)
+	}
+	if code := run(context.Background(), []string{"--server-log", filepath.Join(t.TempDir(), "missing", "x.log")}, &out, &errs); code != 2 {
+		t.Errorf("--server-log in a missing directory: exit %d, want 2", code)
 	}
 }
 
