@@ -430,9 +430,13 @@ for run in $(seq "$RUNS"); do
 		done
 	fi
 
-	# 1c. Ingest vs database size, on a fresh copy of each seeded database.
+	# 1c. Ingest vs database size, on a fresh copy of each seeded database;
+	# each run starts the sizes one further along, so that no size always
+	# runs first or last.
 	if [[ $DBSIZE == 1 ]]; then
-		for m in $DBSIZE_MODELS; do
+		read -r -a sizes <<<"$DBSIZE_MODELS"
+		for k in "${!sizes[@]}"; do
+			m=${sizes[(k + run - 1) % ${#sizes[@]}]}
 			id=m$m-run$run
 			db=$tmp/dbsize/run.db
 			cp "$tmp/dbsize/template-$m.db" "$db"
@@ -664,7 +668,7 @@ done
 			[[ -n $rate && -n $first_rate ]] && ratio=$(awk -v a="$rate" -v b="$first_rate" 'BEGIN { printf "%.2f×", a / b }')
 			bad=
 			for f in "$d"/$g; do flag "$f" passed || bad=" (a run FAILED)"; done
-			echo "| $(fmt_int "$m") | $(mib "$(num "$d/seed-$m.json" bytes)") | $(fmt '%.0f s' "$(num "$d/seed-$m.json" seconds)") | **$(fmt_int "$rate")**$bad | $ratio | $(fmt '%.2f ms' "$(vals "$d" "$g" p50 | median)") | $(fmt '%.2f ms' "$(vals "$d" "$g" p99 | median)") | $(mib "$(vals "$d" "$g" peak_rss_bytes | median)") | $(fmt '%.3f ms' "$(vals "$d" "$g" cpu_seconds_per_1000 | median)") | $(fmt '%.1f KiB' "$(vals "$d" "$g" read_kib_per_delivery | median)") | $(runs_list "$d" "$g" deliveries_per_sec int) | $(runs_list "$d" "$g" p99 '%.1f ms') |"
+			echo "| $(fmt_int "$m") | $(mib "$(num "$d/seed-$m.json" bytes)") | $(fmt '%.1f s' "$(num "$d/seed-$m.json" seconds)") | **$(fmt_int "$rate")**$bad | $ratio | $(fmt '%.2f ms' "$(vals "$d" "$g" p50 | median)") | $(fmt '%.2f ms' "$(vals "$d" "$g" p99 | median)") | $(mib "$(vals "$d" "$g" peak_rss_bytes | median)") | $(fmt '%.3f ms' "$(vals "$d" "$g" cpu_seconds_per_1000 | median)") | $(fmt '%.1f KiB' "$(vals "$d" "$g" read_kib_per_delivery | median)") | $(runs_list "$d" "$g" deliveries_per_sec int) | $(runs_list "$d" "$g" p99 '%.1f ms') |"
 		done
 		echo
 		echo "SQLite's page cache is 16 MiB on the write connection and 8 MiB on each read connection (no mmap);"
