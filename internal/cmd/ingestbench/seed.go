@@ -168,7 +168,9 @@ func (o SeedOptions) validate() error {
 // Seed writes a new SQLite database of o.Models models, oldest first, in
 // transactions of o.Batch models, and closes it (which checkpoints the WAL
 // into the file, so the file alone is the database and can be copied).
-func Seed(ctx context.Context, o SeedOptions) (SeedResult, error) {
+// On an error it removes what it wrote, so that the same command can be
+// run again.
+func Seed(ctx context.Context, o SeedOptions) (_ SeedResult, err error) {
 	if err := o.validate(); err != nil {
 		return SeedResult{}, err
 	}
@@ -187,6 +189,11 @@ func Seed(ctx context.Context, o SeedOptions) (SeedResult, error) {
 	defer func() {
 		if st != nil {
 			st.Close()
+		}
+		if err != nil {
+			for _, suffix := range []string{"", "-wal", "-shm", ".lock"} {
+				os.Remove(o.Path + suffix)
+			}
 		}
 	}()
 

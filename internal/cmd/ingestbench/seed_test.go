@@ -285,3 +285,24 @@ func TestRunTrainingIDs(t *testing.T) {
 		t.Errorf("bad --training-ids: %v", err)
 	}
 }
+
+// TestSeedInterrupted: a seed cut off part-way removes what it wrote, so
+// the same command can run again.
+func TestSeedInterrupted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cut.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	var progress bytes.Buffer
+	time.AfterFunc(300*time.Millisecond, cancel)
+	res, err := Seed(ctx, SeedOptions{Path: path, Models: 400000, Span: time.Hour, Batch: 500, Log: &progress})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") && !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("seed cut off after 300ms: %v (%+v)", err, res)
+	}
+	if res.Models == 0 {
+		t.Errorf("nothing was written before the cut (%v): the test did not cut a seed part-way", err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if _, err := os.Stat(path + suffix); !os.IsNotExist(err) {
+			t.Errorf("%s left behind: %v", path+suffix, err)
+		}
+	}
+}
