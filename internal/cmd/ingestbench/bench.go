@@ -42,6 +42,7 @@ type Options struct {
 	PID          int           // the server's process id, for RSS and CPU figures; 0 = none
 	DurationMax  time.Duration // hard bound on the whole run
 	Order        string        // OrderRegistration (default) or OrderRandom
+	TrainingIDs  string        // IDsSortable (default) or IDsRandom
 	Log          io.Writer     // progress lines; nil = none
 	// NotifyAddr, when set, is a loopback HOST:PORT to receive the
 	// server's notifications on (its TRAINHOOK_NOTIFY_URL), verified with
@@ -60,6 +61,16 @@ const (
 	OrderRandom       = "random" // a fixed shuffle (seed 1), so runs compare
 )
 
+// The training ids the bench registers. Sortable ids (trainhook's own
+// ULIDs) are made in time order, so the models' training_id index gains
+// them at its end, next to each other. Replicate's ids are random: in a
+// database that already holds many models, each delivery's lookup by
+// training id then lands anywhere in that index, as in production.
+const (
+	IDsSortable = "sortable"
+	IDsRandom   = "random"
+)
+
 // Result is what a run measured. Durations are in seconds and latencies in
 // milliseconds, so the JSON needs no unit conversion.
 type Result struct {
@@ -68,6 +79,7 @@ type Result struct {
 	Concurrency  int    `json:"concurrency"`
 	PayloadBytes int    `json:"payload_bytes"` // actual size of each body
 	Order        string `json:"order"`
+	TrainingIDs  string `json:"training_ids"`
 
 	RegisterSeconds float64 `json:"register_seconds"`
 	Registered      int     `json:"registered"`
@@ -106,6 +118,13 @@ type ServerStats struct {
 	// CPUSeconds is user+system CPU the server used during the delivery phase.
 	CPUSeconds        float64 `json:"cpu_seconds"`
 	CPUSecondsPer1000 float64 `json:"cpu_seconds_per_1000"`
+	// ReadKiBPerDelivery and WrittenKiBPerDelivery are what the server read
+	// and wrote through system calls during the delivery phase, per
+	// delivery: the request and answer on the socket, the WAL, and the
+	// database pages SQLite's cache did not hold. Absent when /proc/PID/io
+	// cannot be read (another user's process).
+	ReadKiBPerDelivery    float64 `json:"read_kib_per_delivery,omitempty"`
+	WrittenKiBPerDelivery float64 `json:"written_kib_per_delivery,omitempty"`
 }
 
 // Verify is what reading every model back found.
@@ -236,6 +255,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	default:
 		return Result{}, fmt.Errorf("--order %q: want %s or %s", o.Order, OrderRegistration, OrderRandom)
 	}
+	switch o.TrainingIDs {
+	case "":
+		o.TrainingIDs = IDsSortable
+	case IDsSortable, IDsRandom:
+	default:
+		return Result{}, fmt.Errorf("--training-ids %q: want %s or %s", o.TrainingIDs, IDsSortable, IDsRandom)
+	}
 	if o.PID != 0 {
 		if _, err := procCPU(o.PID); err != nil {
 			return Result{}, fmt.Errorf("--pid %d: %w", o.PID, err)
@@ -263,13 +289,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{URL: b.base, N: o.N, Concurrency: o.Concurrency, PayloadBytes: pl.size, Order: o.Order}
+	res := Result{URL: b.base, N: o.N, Concurrency: o.Concurrency, PayloadBytes: pl.size, Order: o.Order, TrainingIDs: o.TrainingIDs}
 
 	// 1. Register one model per delivery (not timed).
 	now := time.Now()
 	b.trainingIDs = make([]string, o.N)
+	ids := rand.New(rand.NewPCG(uint64(now.UnixNano()), 2)) // unlike a seeded database's
 	for i := range b.trainingIDs {
-		b.trainingIDs[i] = training.NewID(now)
+		if o.TrainingIDs == IDsRandom {
+			b.trainingIDs[i] = replicateID(ids)
+		} else {
+			b.trainingIDs[i] = training.NewID(now)
+		}
 	}
 	b.modelIDs = make([]string, o.N)
 	b.sendOrder = make([]int, o.N)
@@ -300,8 +331,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// 2. Deliver, timed.
 	logf("sending %d deliveries of %d bytes, %d at a time...", o.N, pl.size, o.Concurrency)
 	var cpu0 time.Duration
+	var read0, written0 int64
+	var ioErr error
 	if o.PID != 0 {
 		cpu0, _ = procCPU(o.PID)
+		read0, written0, ioErr = procIO(o.PID)
 	}
 	self0 := selfCPU()
 	d := b.deliver(ctx, pl)
@@ -321,6 +355,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 		st.PeakRSSBytes, _ = procPeakRSS(o.PID)
+		if read1, written1, err := procIO(o.PID); err == nil && ioErr == nil && d.sent > 0 {
+			st.ReadKiBPerDelivery = float64(read1-read0) / 1024 / float64(d.sent)
+			st.WrittenKiBPerDelivery = float64(written1-written0) / 1024 / float64(d.sent)
+		}
 		res.Server = st
 	}
 	if ctx.Err() != nil {

@@ -35,6 +35,9 @@ func main() {
 // run returns the exit code: 0 when every delivery was accepted and every
 // model verified, 1 when the run failed or found a problem, 2 for bad usage.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "seed" {
+		return runSeed(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("ingestbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -52,11 +55,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.PID, "pid", 0, "the server's process id: report its peak RSS (VmHWM) and CPU time from /proc")
 	fs.DurationVar(&o.DurationMax, "duration-max", 5*time.Minute, "hard bound on the whole run")
 	fs.StringVar(&o.Order, "order", OrderRegistration, "order of the deliveries: registration, or random (a fixed shuffle, as trainings that end in their own order)")
+	fs.StringVar(&o.TrainingIDs, "training-ids", IDsSortable, "training ids to register: sortable (trainhook's time-ordered ids), or random (as Replicate's: lookups land all over the training_id index)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fs.StringVar(&o.NotifyAddr, "notify", "", "loopback HOST:PORT to receive the server's notifications on (start it with TRAINHOOK_NOTIFY_URL=http://HOST:PORT/); the run then waits until every model was notified and reports the lag")
 	fs.StringVar(&notifySecret, "notify-secret", "", "the server's TRAINHOOK_NOTIFY_SECRET, to verify notifications with (default $TRAINHOOK_NOTIFY_SECRET)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: ingestbench [flags]\n\nMeasures webhook ingest of a local trainhook serve. Flags:")
+		fmt.Fprintln(stderr, "Usage: ingestbench [flags]\n       ingestbench seed --db FILE --models N  (a SQLite database to measure on: ingestbench seed -h)\n\nMeasures webhook ingest of a local trainhook serve. Flags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -140,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // report prints a result for people.
 func report(w io.Writer, r Result) {
-	fmt.Fprintf(w, "ingestbench %s: %d deliveries of %d bytes, concurrency %d, %s order\n", r.URL, r.N, r.PayloadBytes, r.Concurrency, r.Order)
+	fmt.Fprintf(w, "ingestbench %s: %d deliveries of %d bytes, concurrency %d, %s order, %s training ids\n", r.URL, r.N, r.PayloadBytes, r.Concurrency, r.Order, r.TrainingIDs)
 	fmt.Fprintf(w, "  registered  %d models in %.2fs (not timed)\n", r.Registered, r.RegisterSeconds)
 	if r.Sent == 0 {
 		return
@@ -162,6 +166,10 @@ func report(w io.Writer, r Result) {
 	if s := r.Server; s != nil {
 		fmt.Fprintf(w, "  server      pid %d: peak RSS %.1f MiB, CPU %.2fs during deliveries (%.3fs per 1000)\n",
 			s.PID, float64(s.PeakRSSBytes)/(1<<20), s.CPUSeconds, s.CPUSecondsPer1000)
+		if s.ReadKiBPerDelivery > 0 {
+			fmt.Fprintf(w, "  server I/O  %.1f KiB read, %.1f KiB written per delivery (system calls: socket, WAL, pages SQLite's cache missed)\n",
+				s.ReadKiBPerDelivery, s.WrittenKiBPerDelivery)
+		}
 	}
 	fmt.Fprintf(w, "  client      CPU %.2fs during deliveries\n", r.ClientCPUSeconds)
 	if n := r.Notify; n != nil {

@@ -185,7 +185,8 @@ func TestRunAgainstStub(t *testing.T) {
 	if res.PayloadBytes < 4096 || res.PayloadBytes > 4096+200 {
 		t.Errorf("payload %d bytes, want about 4096", res.PayloadBytes)
 	}
-	if res.Server == nil || res.Server.PID != o.PID || res.Server.PeakRSSBytes <= 0 || res.Server.CPUSeconds < 0 {
+	if res.Server == nil || res.Server.PID != o.PID || res.Server.PeakRSSBytes <= 0 || res.Server.CPUSeconds < 0 ||
+		res.Server.ReadKiBPerDelivery < 4 || res.Server.WrittenKiBPerDelivery <= 0 { // each delivery's ~4 KiB body is read
 		t.Errorf("server stats: %+v", res.Server)
 	}
 	// Every delivery had its own webhook-id, and the server saw each once.
@@ -422,6 +423,28 @@ func TestProc(t *testing.T) {
 	}
 	if _, err := procCPU(-1); err == nil {
 		t.Error("procCPU(-1) succeeded")
+	}
+	r0, w0, err := procIO(os.Getpid())
+	if err != nil {
+		t.Fatalf("procIO: %v", err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(make([]byte, 32<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r1, w1, err := procIO(os.Getpid())
+	if err != nil || r1-r0 < 32<<10 || w1-w0 < 64<<10 {
+		t.Errorf("procIO after reading 32 KiB and writing 64 KiB: read %d, written %d more (%v)", r1-r0, w1-w0, err)
+	}
+	if _, _, err := procIO(-1); err == nil {
+		t.Error("procIO(-1) succeeded")
 	}
 }
 

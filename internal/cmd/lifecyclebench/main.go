@@ -39,11 +39,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lifecyclebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		o      Options
-		asJSON bool
+		o         Options
+		asJSON    bool
+		serverLog string
 	)
 	fs.StringVar(&o.Mode, "mode", "polling", "polling, or webhook (the simulator delivers signed webhooks, some dropped)")
-	fs.IntVar(&o.N, "n", 1000, "trainings in flight (1 to 20000)")
+	fs.IntVar(&o.N, "n", 1000, "trainings in flight (1 to 50000)")
 	fs.IntVar(&o.Budget, "budget", 600, "API requests per minute for trainhook (TRAINHOOK_API_RATE_LIMIT)")
 	fs.Float64Var(&o.Drop, "drop", 0.2, "webhook mode: share of webhooks dropped")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Minute, "how long each training runs on the simulator")
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.SetupWorkers, "setup-workers", 8, "trainings created on the simulator and registered with trainhook this many at a time")
 	fs.DurationVar(&o.Max, "max", 15*time.Minute, "bound on the whole run; models not final by then are reported as undetected")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	fs.StringVar(&serverLog, "server-log", "", "write trainhook's own log, at debug level (the poller's ticks), to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: lifecyclebench [flags]\n\nMeasures detection delay and API cost with N trainings in flight. Flags:")
 		fs.PrintDefaults()
@@ -71,6 +73,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.Log = stderr
+	if serverLog != "" {
+		f, err := os.OpenFile(serverLog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			fmt.Fprintf(stderr, "lifecyclebench: --server-log: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		o.ServerLog = f
+	}
 
 	r, err := Run(ctx, o)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,9 +116,44 @@ func TestCommand(t *testing.T) {
 	}
 }
 
+// TestValidateN: up to 50,000 trainings in flight are accepted, past the
+// poller's largest claim; more are refused with the bound in the message.
+func TestValidateN(t *testing.T) {
+	o := quick("polling", 50000)
+	if err := o.validate(); err != nil {
+		t.Errorf("--n 50000: %v", err)
+	}
+	o.N = 50001
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--n 50001: want 1 to 50000") {
+		t.Errorf("--n 50001: %v", err)
+	}
+	var errs bytes.Buffer
+	if code := run(context.Background(), []string{"--n", "50001"}, &bytes.Buffer{}, &errs); code != 2 || !strings.Contains(errs.String(), "want 1 to 50000") {
+		t.Errorf("--n 50001: exit %d, %q", code, errs.String())
+	}
+}
+
+// TestServerLog: --server-log gets trainhook's debug log, the poller's
+// ticks among it; a path that cannot be created is a usage error.
+func TestServerLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.log")
+	var out, errs bytes.Buffer
+	code := run(context.Background(), []string{"--n", "5", "--duration", "1s", "--poll-interval", "200ms", "--server-log", path}, &out, &errs)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errs.String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), `"msg":"poller: tick"`) || !strings.Contains(string(b), `"level":"DEBUG"`) {
+		t.Errorf("server log (%v):\n%.2000s", err, b)
+	}
+	if code := run(context.Background(), []string{"--server-log", filepath.Join(t.TempDir(), "missing", "x.log")}, &out, &errs); code != 2 {
+		t.Errorf("--server-log in a missing directory: exit %d, want 2", code)
+	}
+}
+
 func TestCommandUsage(t *testing.T) {
 	for _, args := range [][]string{
-		{"--mode", "push"}, {"--n", "0"}, {"--n", "20001"}, {"--budget", "0"}, {"--drop", "2"},
+		{"--mode", "push"}, {"--n", "0"}, {"--n", "50001"}, {"--budget", "0"}, {"--drop", "2"},
 		{"--poll-interval", "10ms"}, {"--max", "0s"}, {"--setup-workers", "0"}, {"extra"}, {"--nope"},
 	} {
 		var out, errs bytes.Buffer
