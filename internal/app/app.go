@@ -243,6 +243,24 @@ func StartOn(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Li
 // stop accepting and finish in-flight requests, stop the writer after it
 // has committed what it holds, close the database last.
 func (a *App) Run(ctx context.Context) error {
+	bctx, stopBridge := context.WithCancel(context.Background())
+	bridged := make(chan struct{})
+	go func() {
+		defer close(bridged)
+		if a.bridge != nil {
+			a.bridge.Run(bctx)
+		}
+	}()
+	if a.bridge != nil {
+		// Serve once the bridge listens, so that a change another instance
+		// commits after this one answers is seen here too.
+		select {
+		case <-a.bridge.Listening():
+		case <-time.After(10 * time.Second):
+			a.Log.Warn("pgnotify: not yet listening for other instances' events after 10s; serving anyway, they will reach this instance once it does")
+		case <-ctx.Done():
+		}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(a.ln) }()
 	pctx, stopPoller := context.WithCancel(context.Background())
@@ -267,14 +285,6 @@ func (a *App) Run(ctx context.Context) error {
 		defer close(notified)
 		if a.Notifier != nil {
 			a.Notifier.Run(nctx)
-		}
-	}()
-	bctx, stopBridge := context.WithCancel(context.Background())
-	bridged := make(chan struct{})
-	go func() {
-		defer close(bridged)
-		if a.bridge != nil {
-			a.bridge.Run(bctx)
 		}
 	}()
 	a.Log.Info("listening", "url", a.URL, "webhook_path", config.WebhookPath, "webhook_url", a.Config.WebhookURL)

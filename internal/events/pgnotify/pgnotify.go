@@ -69,8 +69,14 @@ type Bridge struct {
 	dropped atomic.Int64
 	latest  versions
 
-	onListen func() // for tests: called each time the listener is listening
+	onListen  func() // for tests: called each time the listener is listening
+	listening chan struct{}
+	listened  sync.Once
 }
+
+// Listening is closed once the bridge first listens for other instances'
+// events; what they publish before then does not reach this one.
+func (b *Bridge) Listening() <-chan struct{} { return b.listening }
 
 type outgoing struct {
 	typ  string
@@ -103,7 +109,7 @@ func New(pool *pgxpool.Pool, broker *events.Broker, o Options) *Bridge {
 	return &Bridge{
 		pool: pool, broker: broker, channel: o.Channel, origin: hex.EncodeToString(id[:]),
 		load: o.Load, log: o.Log, queue: make(chan outgoing, o.Queue),
-		latest: versions{m: map[string]int64{}},
+		latest: versions{m: map[string]int64{}}, listening: make(chan struct{}),
 	}
 }
 
@@ -223,6 +229,7 @@ func (b *Bridge) listen(ctx context.Context) {
 				b.broker.Publish("reset", map[string]string{"reason": "live updates from other instances were interrupted; reload the current state"})
 			}
 			connected = true
+			b.listened.Do(func() { close(b.listening) })
 			backoff = 100 * time.Millisecond
 			if b.onListen != nil {
 				b.onListen()

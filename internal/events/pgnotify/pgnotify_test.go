@@ -59,7 +59,11 @@ func startInstances(t *testing.T, n int, load func(context.Context, string) (tra
 		out[i] = in
 	}
 	for _, in := range out {
-		waitListen(t, in)
+		select {
+		case <-in.bridge.Listening():
+		case <-time.After(10 * time.Second):
+			t.Fatal("Listening was not closed: the listener did not start")
+		}
 	}
 	return out
 }
