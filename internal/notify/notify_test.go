@@ -85,8 +85,16 @@ type receiver struct {
 }
 
 func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	rc := newUnstartedReceiver(t, answer)
+	rc.Start()
+	return rc
+}
+
+// newUnstartedReceiver is newReceiver before Start, for tests that set
+// the server's hooks.
+func newUnstartedReceiver(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
 	rc := &receiver{}
-	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rc.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		rc.mu.Lock()
 		rc.reqs = append(rc.reqs, received{r.Header.Clone(), b, time.Now()})
@@ -449,13 +457,14 @@ func TestFreedSlotSendsTheNext(t *testing.T) {
 // opened than there are request slots, however many notifications go.
 func TestConnectionsReused(t *testing.T) {
 	st := openStore(t)
-	rc := newReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
+	rc := newUnstartedReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
 	var opened atomic.Int64
 	rc.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
 		if cs == http.StateNew {
 			opened.Add(1)
 		}
 	}
+	rc.Start()
 	const n, slots = 60, 6
 	var events []string
 	for i := range n {

@@ -32,6 +32,8 @@ type SeedOptions struct {
 	Now    time.Time     // the newest model's creation time (default: time.Now)
 	Batch  int           // models per transaction (default 2000)
 	Log    io.Writer     // progress lines; nil = none
+
+	afterBatch func(written int) // for tests: called after each committed batch
 }
 
 // SeedResult is what a seed wrote.
@@ -247,6 +249,9 @@ func Seed(ctx context.Context, o SeedOptions) (_ SeedResult, err error) {
 		res.History += len(b.history)
 		for _, m := range b.models {
 			res.ByStatus[string(m.Status)]++
+		}
+		if o.afterBatch != nil {
+			o.afterBatch(res.Models)
 		}
 		if o.Log != nil && time.Since(lastLog) >= 10*time.Second {
 			fmt.Fprintf(o.Log, "seed: %d of %d models after %.0fs\n", res.Models, o.Models, time.Since(start).Seconds())
