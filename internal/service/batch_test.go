@@ -15,19 +15,26 @@ import (
 	"github.com/trainhook/trainhook/internal/training"
 )
 
-// A batch whose transaction fails is retried job by job; what a job's first
-// attempt counted inside the rolled-back transaction must not count again.
-// Here a report that finishes a training shares a batch with a job that
-// fails it: the training is counted completed once, not twice.
-func TestFailedBatchCountsOnce(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "trainhook.db"))
+// newSQLiteService is a Service on a fresh SQLite file, closed with t.
+func newSQLiteService(t *testing.T) *Service {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "trainhook.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(svc.Close)
+	return svc
+}
+
+// A batch whose transaction fails is retried job by job; what a job's first
+// attempt counted inside the rolled-back transaction must not count again.
+// Here a report that finishes a training shares a batch with a job that
+// fails it: the training is counted completed once, not twice.
+func TestFailedBatchCountsOnce(t *testing.T) {
+	ctx := context.Background()
+	svc := newSQLiteService(t)
 	m, _, err := svc.Register(ctx, RegisterRequest{TrainingID: "batch-once"})
 	if err != nil {
 		t.Fatal(err)
@@ -84,13 +91,7 @@ func TestFailedBatchCountsOnce(t *testing.T) {
 // and stops saying so once it has kept up for a moment.
 func TestSaturated(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "trainhook.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	svc := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	t.Cleanup(svc.Close)
+	svc := newSQLiteService(t)
 	noop := func(context.Context, store.Tx) (Result, []training.Model, error) { return Result{}, nil, nil }
 
 	// One job at a time: the writer is never behind.
