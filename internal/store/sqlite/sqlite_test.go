@@ -372,16 +372,21 @@ func fillModels(t testing.TB, s *Store, n int) []string {
 	return ids
 }
 
-// The checkpointer keeps the WAL short while writes go on, so reads stay
-// fast and the file does not grow without bound.
-func TestCheckpointerBoundsWAL(t *testing.T) {
-	ctx := t.Context()
-	s, path := openTemp(t)
+// withWALLimit sets the WAL size, in frames, past which the checkpointer
+// holds the writer back to complete a checkpoint.
+func withWALLimit(frames int) Option {
+	return func(o *options) { o.walLimitFrames = frames }
+}
+
+// writeDeliveries commits n transactions of 32 deliveries with a 4 KB
+// payload each, back to back: about 40 pages a commit.
+func writeDeliveries(t *testing.T, s *Store, first, n int) {
+	t.Helper()
 	payload := webhookBody()
-	for i := range 300 {
-		err := s.Write(ctx, func(tx store.Tx) error {
+	for i := first; i < first+n; i++ {
+		err := s.Write(t.Context(), func(tx store.Tx) error {
 			for j := range 32 {
-				if _, err := tx.AddDelivery(ctx, training.Delivery{WebhookID: strconv.Itoa(i*32 + j), Verified: true, Payload: payload}); err != nil {
+				if _, err := tx.AddDelivery(t.Context(), training.Delivery{WebhookID: strconv.Itoa(i*32 + j), Verified: true, Payload: payload}); err != nil {
 					return err
 				}
 			}
@@ -391,19 +396,68 @@ func TestCheckpointerBoundsWAL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Under writes without a pause, the checkpointer still bounds the WAL: past
+// the limit it completes a checkpoint while the writer waits, and the WAL
+// starts again from its beginning.
+func TestCheckpointerBoundsWAL(t *testing.T) {
+	s, path := openTemp(t, withWALLimit(2048)) // 8 MiB
 	// 300 commits of ~40 pages each: 48 MB of WAL without checkpoints.
+	writeDeliveries(t, s, 0, 300)
 	fi, err := os.Stat(path + "-wal")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Size() > 24<<20 {
-		t.Errorf("WAL is %d MB after 300 commits: the checkpointer does not keep up", fi.Size()>>20)
+		t.Errorf("WAL is %d MB after 300 commits with a limit of 8 MiB: the checkpointer does not bound it", fi.Size()>>20)
 	}
-	if n := s.ckRounds.Load(); n == 0 {
-		t.Error("no checkpoint ran")
+	if s.ckCompleted.Load() == 0 {
+		t.Error("no checkpoint completed under the write lock")
 	}
-	if err := s.Ping(ctx); err != nil {
+	if err := s.Ping(t.Context()); err != nil {
 		t.Error(err)
+	}
+}
+
+// Below the limit the writer never waits for a checkpoint, and once writes
+// pause the checkpointer copies the whole WAL, so the next commit starts it
+// again from its beginning: the WAL stays small without holding anyone up.
+func TestWALStartsAgainAfterAPause(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t)
+	var auto int
+	if err := s.wc.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil {
+		t.Fatal(err)
+	}
+	if auto != 0 {
+		t.Errorf("the writer checkpoints after its commits every %d pages: that stalls it, the checkpointer's job", auto)
+	}
+	writeDeliveries(t, s, 0, 100) // ~4,000 frames
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		logFrames, done, err := s.checkpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if logFrames >= 3000 && done == logFrames {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("WAL of %d frames, %d in the database file: the burst did not reach 3,000 frames or was never copied", logFrames, done)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	writeDeliveries(t, s, 100, 1)
+	logFrames, _, err := s.checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logFrames > 200 {
+		t.Errorf("WAL has %d frames after one more commit: it did not start again from its beginning", logFrames)
+	}
+	if n := s.ckCompleted.Load(); n != 0 {
+		t.Errorf("%d checkpoints held the writer back below the limit", n)
 	}
 }
 
