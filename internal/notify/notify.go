@@ -63,9 +63,11 @@ type Options struct {
 	Publish func(typ string, data any)
 	// Busy reports that webhook intake is saturating the store's writer
 	// (service.Service.Saturated). While it does, and the oldest pending
-	// notification is younger than YieldFor, one request at a time is
-	// sent: intake, which Replicate waits on, comes first, and the
-	// notifications follow once the burst has passed. nil: never busy.
+	// notification is younger than YieldFor, nothing is sent: every send
+	// takes the writer twice (its lease and its outcome), and intake,
+	// which Replicate waits on, comes first. The notifications follow
+	// once the burst has passed; they are in the outbox meanwhile, so
+	// none is lost. nil: never busy.
 	Busy func() bool
 	// YieldFor bounds how stale notifications may grow while intake is
 	// busy (default 30s); past it they are sent at full concurrency.
@@ -140,7 +142,7 @@ func New(o Options) *Sender {
 	m := o.Metrics
 	s.outcomes = m.NewCounter("trainhook_notifications_total", "Notifications settled or rescheduled, by outcome (delivered, retry, failed, gone).", "outcome")
 	s.attempts = m.NewCounter("trainhook_notification_attempts_total", "Requests sent to notification URLs, by result (2xx, 3xx, 4xx, 5xx, timeout, error).", "result")
-	s.yields = m.NewCounter("trainhook_notification_yields_total", "Times the sender held back to one request in flight because webhook intake was saturating the writer.")
+	s.yields = m.NewCounter("trainhook_notification_yields_total", "Times the sender held notifications back because webhook intake was saturating the writer.")
 	s.lag = m.NewHistogram("trainhook_notification_lag_seconds", "Time from the change's commit to the receiver's 2xx.", metrics.DelayBuckets)
 	m.GaugeFunc("trainhook_notifications_pending", "Notifications waiting to be delivered (queue depth).", func() float64 { return float64(s.pending.Load()) })
 	m.GaugeFunc("trainhook_notification_oldest_pending_seconds", "Age of the oldest pending notification; 0 when none.", func() float64 {
@@ -222,7 +224,7 @@ func (s *Sender) dispatch(ctx context.Context) {
 	}
 }
 
-// slots is how many requests may be in flight now: all of them, or one
+// slots is how many requests may be in flight now: all of them, or none
 // while intake is busy and the backlog is young (see Options.Busy).
 func (s *Sender) slots() int {
 	if s.o.Busy == nil || !s.o.Busy() {
@@ -232,7 +234,7 @@ func (s *Sender) slots() int {
 		return cap(s.sem)
 	}
 	s.yields.Inc()
-	return 1
+	return 0
 }
 
 func (s *Sender) refreshStats(ctx context.Context) {

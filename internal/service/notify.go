@@ -72,7 +72,10 @@ func (s *Service) notify(ctx context.Context, tx store.Tx, m training.Model, now
 	}
 	// A ULID: unique, sortable, and without the '.' the signed string
 	// uses as its separator.
-	ev := store.NewNotification{EventID: "evt_" + training.NewID(now), ModelID: m.ID, Type: typ, At: now, Model: body, URLs: urls}
+	// The model's version orders its events without a query: every
+	// change raises it, and this one is committed with the event.
+	ev := store.NewNotification{EventID: "evt_" + training.NewID(now), ModelID: m.ID, Type: typ, Sequence: m.Version,
+		At: now, Model: body, URLs: urls}
 	if err := tx.AddNotification(ctx, ev); err != nil {
 		return fmt.Errorf("write %s notification of model %s: %w", typ, m.ID, err)
 	}

@@ -19,12 +19,15 @@ const (
 // Tx.AddNotification in the transaction of the change that caused it (a
 // transactional outbox): it is stored if and only if the change is.
 type NewNotification struct {
-	EventID string          // the webhook-id: unique, the same for every URL and retry, no '.'
-	ModelID string          // the model it is about
-	Type    string          // model.ready, ...
-	At      time.Time       // when the change happened (the payload's timestamp)
-	Model   json.RawMessage // the model as the payload shows it
-	URLs    []string        // one row per URL; none: nothing is stored
+	EventID string // the webhook-id: unique, the same for every URL and retry, no '.'
+	ModelID string // the model it is about
+	Type    string // model.ready, ...
+	// Sequence orders the model's events: the model's version after the
+	// change (positive, and higher for every later change of the model).
+	Sequence int64
+	At       time.Time       // when the change happened (the payload's timestamp)
+	Model    json.RawMessage // the model as the payload shows it
+	URLs     []string        // one row per URL; none: nothing is stored
 }
 
 // Notification is one event for one URL.

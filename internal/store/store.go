@@ -97,7 +97,7 @@ type Tx interface {
 	PutSettingIfAbsent(ctx context.Context, name, value string) (string, error)
 
 	// AddNotification stores one pending notification per URL for the
-	// event, with the model's next sequence number, in this transaction.
+	// event, in this transaction.
 	AddNotification(ctx context.Context, n NewNotification) error
 	// SetModelNotifyURL keeps a model's own notification URL;
 	// ModelNotifyURL returns it, "" when it has none.

@@ -19,14 +19,9 @@ import (
 const notificationColumns = `id, event_id, model_id, type, sequence, url, model, status, created_at, retry_since,
 	next_attempt_at, attempts, last_error, last_status, delivered_at, lease`
 
-// insertNotifications writes one row per URL. The sequence subquery does not
-// depend on the row, so it is evaluated once and every URL's row gets the
-// same number. Two transactions cannot take the same number for a model:
-// the status change that causes an event updates the model's row first,
-// and that row lock orders them (a second writer waits, then finds the
-// version moved and re-reads).
+// insertNotifications writes one row per URL, each with the event's sequence.
 const insertNotifications = `INSERT INTO notifications (event_id, model_id, type, sequence, url, model, status, created_at, retry_since, next_attempt_at)
-SELECT $1, $2, $3, (SELECT coalesce(max(sequence), 0) + 1 FROM notifications WHERE model_id = $2), u, $4::json, 'pending', $5, $5, $5
+SELECT $1, $2, $3, $7, u, $4::json, 'pending', $5, $5, $5
 FROM unnest($6::text[]) AS u`
 
 // claimNotifications leases due rows. FOR UPDATE SKIP LOCKED lets several
@@ -79,6 +74,9 @@ func (t *tx) AddNotification(ctx context.Context, n store.NewNotification) error
 	if n.EventID == "" || strings.Contains(n.EventID, ".") {
 		return fmt.Errorf("add notification for model %s: event id %q is empty or contains '.'", n.ModelID, n.EventID)
 	}
+	if n.Sequence <= 0 {
+		return fmt.Errorf("add notification %s for model %s: sequence %d is not positive", n.EventID, n.ModelID, n.Sequence)
+	}
 	if err := t.check(ctx); err != nil {
 		return fmt.Errorf("add notification for model %s: %w", n.ModelID, err)
 	}
@@ -94,7 +92,7 @@ func (t *tx) AddNotification(ctx context.Context, n store.NewNotification) error
 	}
 	// It can fail only if the server does (the model exists: the change
 	// that causes the event wrote it), so it goes with the next round trip.
-	t.later("add notification "+n.EventID, insertNotifications, text(n.EventID), text(n.ModelID), text(n.Type), string(model.([]byte)), at, urls)
+	t.later("add notification "+n.EventID, insertNotifications, text(n.EventID), text(n.ModelID), text(n.Type), string(model.([]byte)), at, urls, n.Sequence)
 	return nil
 }
 

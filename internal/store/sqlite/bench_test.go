@@ -20,16 +20,23 @@ import (
 // row), on a real file with synchronous=FULL. The figure to read is
 // ns/delivery; the target is under 125,000 (8,000 deliveries/s).
 func BenchmarkWriteBatch(b *testing.B) {
-	benchmarkDeliveries(b, 32)
+	benchmarkDeliveries(b, 32, false)
+}
+
+// BenchmarkWriteBatchNotify is BenchmarkWriteBatch with a notification
+// written for each delivery, to one URL, as TRAINHOOK_NOTIFY_URL makes the
+// service do: what the transactional outbox adds to the writer's time.
+func BenchmarkWriteBatchNotify(b *testing.B) {
+	benchmarkDeliveries(b, 32, true)
 }
 
 // BenchmarkWriteSingle is the same with one delivery per Write: what each
 // delivery would cost without group commit (mostly the fsync).
 func BenchmarkWriteSingle(b *testing.B) {
-	benchmarkDeliveries(b, 1)
+	benchmarkDeliveries(b, 1, false)
 }
 
-func benchmarkDeliveries(b *testing.B, batch int) {
+func benchmarkDeliveries(b *testing.B, batch int, notify bool) {
 	s, _ := openTemp(b)
 	// The service's context is cancellable; use one so that cost is counted.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -66,6 +73,8 @@ func benchmarkDeliveries(b *testing.B, batch int) {
 		b.Fatal(err)
 	}
 	payload := webhookBody()
+	modelJSON := []byte(`{"id":"01jf0000000000000000000000","name":"bench model","training_id":"tr1xxxxxxxxxxxxxxxxxxxxxx",` +
+		`"trainer":"owner/trainer:0123456789abcdef","destination":"owner/dest-1","status":"Training","output":null,"error":""}`)
 
 	n := 0
 	for b.Loop() {
@@ -103,6 +112,14 @@ func benchmarkDeliveries(b *testing.B, batch int) {
 					Decision: training.Refresh, Source: training.SourceWebhook, SourceRef: webhookID, At: at,
 				}); err != nil {
 					return err
+				}
+				if notify {
+					if err := tx.AddNotification(ctx, store.NewNotification{
+						EventID: "evt_" + training.NewID(at), ModelID: m.ID, Type: "model.training", Sequence: m.Version, At: at,
+						Model: modelJSON, URLs: []string{"http://127.0.0.1:3000/api/trainhook"},
+					}); err != nil {
+						return err
+					}
 				}
 			}
 			return nil

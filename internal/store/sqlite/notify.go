@@ -35,9 +35,7 @@ func scanNotification(row scanner) (store.Notification, error) {
 	return n, nil
 }
 
-// AddNotification runs in the transaction of the change it reports. The
-// sequence is read and the rows inserted under the write lock, so no other
-// transaction can take the same number.
+// AddNotification runs in the transaction of the change it reports.
 func (t *tx) AddNotification(ctx context.Context, n store.NewNotification) error {
 	if len(n.URLs) == 0 {
 		return nil
@@ -45,13 +43,9 @@ func (t *tx) AddNotification(ctx context.Context, n store.NewNotification) error
 	if n.EventID == "" || strings.Contains(n.EventID, ".") {
 		return fmt.Errorf("add notification for model %s: event id %q is empty or contains '.'", n.ModelID, n.EventID)
 	}
-	ctx, st, err := t.begin(ctx, stmtNotifySeq)
-	if err != nil {
-		return fmt.Errorf("add notification for model %s: %w", n.ModelID, err)
-	}
-	var seq int64
-	if err := st.QueryRowContext(ctx, n.ModelID).Scan(&seq); err != nil {
-		return fmt.Errorf("add notification for model %s: next sequence: %w", n.ModelID, t.failed(err))
+	seq := n.Sequence
+	if seq <= 0 {
+		return fmt.Errorf("add notification %s for model %s: sequence %d is not positive", n.EventID, n.ModelID, seq)
 	}
 	var e encoder
 	at := e.time("at", n.At)

@@ -40,7 +40,6 @@ const (
 	stmtLease
 	stmtSetting
 	stmtInsertSetting
-	stmtNotifySeq
 	stmtAddNotification
 	numWriteStmts
 )
@@ -107,7 +106,6 @@ ORDER BY next_check_at, id LIMIT ?`,
 	stmtLease:         `UPDATE models SET next_check_at = ?, version = version + 1 WHERE id = ?`,
 	stmtSetting:       `SELECT value FROM settings WHERE name = ?`,
 	stmtInsertSetting: `INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
-	stmtNotifySeq:     `SELECT coalesce(max(sequence), 0) + 1 FROM notifications WHERE model_id = ?`,
 	stmtAddNotification: `INSERT INTO notifications (event_id, model_id, type, sequence, url, model, status, created_at, retry_since, next_attempt_at)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?7)`,
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ const (
 const notifyModelJSON = `{"id":"m","status":"Ready","output":{"version":"o/d:1"},"name":"Ünïcode \"q\" <&>"}`
 
 func event(modelID, evID, typ string, d time.Duration, urls ...string) store.NewNotification {
-	return store.NewNotification{EventID: evID, ModelID: modelID, Type: typ, At: at(d), Model: []byte(notifyModelJSON), URLs: urls}
+	return store.NewNotification{EventID: evID, ModelID: modelID, Type: typ, Sequence: 1, At: at(d), Model: []byte(notifyModelJSON), URLs: urls}
 }
 
 func addEvent(t *testing.T, s store.Store, ev store.NewNotification) {
@@ -121,20 +122,33 @@ func testNotificationAtomic(t *testing.T, s store.Store) {
 	}
 }
 
-// testNotificationSequence: per model, from 1, shared by the URLs of one
-// event, independent between models, also for events in one transaction.
+// testNotificationSequence: the event's sequence is stored as given, shared
+// by its URLs, also for several events in one transaction; one that is not
+// positive is refused and nothing of it is stored.
 func testNotificationSequence(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	m1, m2 := minimalModel(newID(1)), minimalModel(newID(2))
 	insert(t, s, &m1, &m2)
-	addEvent(t, s, event(m1.ID, "e1", "model.training", 0, urlA, urlB))
+	withSeq := func(ev store.NewNotification, seq int64) store.NewNotification {
+		ev.Sequence = seq
+		return ev
+	}
+	addEvent(t, s, withSeq(event(m1.ID, "e1", "model.training", 0, urlA, urlB), 2))
 	write(t, s, func(ctx context.Context, tx store.Tx) error {
-		if err := tx.AddNotification(ctx, event(m2.ID, "e2", "model.training", 0, urlA)); err != nil {
+		if err := tx.AddNotification(ctx, withSeq(event(m2.ID, "e2", "model.training", 0, urlA), 3)); err != nil {
 			return err
 		}
-		return tx.AddNotification(ctx, event(m2.ID, "e3", "model.ready", 0, urlA))
+		return tx.AddNotification(ctx, withSeq(event(m2.ID, "e3", "model.ready", 0, urlA), 4))
 	})
-	addEvent(t, s, event(m1.ID, "e4", "model.ready", 0, urlA, urlB))
+	addEvent(t, s, withSeq(event(m1.ID, "e4", "model.ready", 0, urlA, urlB), 7))
+	for _, seq := range []int64{0, -1} {
+		err := s.Write(ctx, func(tx store.Tx) error {
+			return tx.AddNotification(ctx, withSeq(event(m1.ID, "e5", "model.canceled", 0, urlA), seq))
+		})
+		if err == nil || !strings.Contains(err.Error(), "sequence") {
+			t.Errorf("sequence %d: err = %v, want one naming the sequence", seq, err)
+		}
+	}
 	got := map[string]int64{}
 	for _, id := range []string{m1.ID, m2.ID} {
 		ns, err := s.ListNotifications(ctx, store.NotificationFilter{ModelID: id, Limit: 10})
@@ -148,7 +162,7 @@ func testNotificationSequence(t *testing.T, s store.Store) {
 			got[n.EventID+"@"+n.URL] = n.Sequence
 		}
 	}
-	want := map[string]int64{"e1@" + urlA: 1, "e1@" + urlB: 1, "e4@" + urlA: 2, "e4@" + urlB: 2, "e2@" + urlA: 1, "e3@" + urlA: 2}
+	want := map[string]int64{"e1@" + urlA: 2, "e1@" + urlB: 2, "e4@" + urlA: 7, "e4@" + urlB: 7, "e2@" + urlA: 3, "e3@" + urlA: 4}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sequences %v, want %v", got, want)
 	}
