@@ -68,14 +68,14 @@ func (t *tx) AddNotification(ctx context.Context, n store.NewNotification) error
 // takes notifications_status for both the due rows and the ordering check,
 // sorting every pending row and scanning them again for each one, which is
 // quadratic in the backlog; with these indexes a claim walks the due rows in
-// order and checks each with one index lookup.
+// order and checks each against the few rows of its model.
 const (
 	anyDueNotificationSQL = `SELECT count(*) FROM (SELECT 1 FROM notifications INDEXED BY notifications_due
 WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1)`
 	claimNotificationsSQL = `SELECT ` + notificationColumns + ` FROM notifications n INDEXED BY notifications_due
 WHERE n.status = 'pending' AND n.next_attempt_at <= ? AND (n.lease_until IS NULL OR n.lease_until <= ?)
-  AND NOT EXISTS (SELECT 1 FROM notifications p INDEXED BY notifications_model_url
-    WHERE p.status = 'pending' AND p.model_id = n.model_id AND p.url = n.url AND p.id < n.id)
+  AND NOT EXISTS (SELECT 1 FROM notifications p INDEXED BY notifications_model_seq
+    WHERE p.model_id = n.model_id AND p.id < n.id AND p.status = 'pending' AND p.url = n.url)
 ORDER BY n.next_attempt_at, n.id LIMIT ?`
 )
 

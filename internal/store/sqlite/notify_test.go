@@ -37,8 +37,8 @@ func TestClaimNotificationsPlan(t *testing.T) {
 			strings.Contains(all, "notifications_status") {
 			t.Errorf("%s: plan does not walk notifications_due in order:\n%s", q.name, all)
 		}
-		if q.name == "claim" && !strings.Contains(all, "INDEX notifications_model_url (model_id=? AND url=? AND id<?)") {
-			t.Errorf("claim: the ordering check does not look up notifications_model_url:\n%s", all)
+		if q.name == "claim" && !strings.Contains(all, "INDEX notifications_model_seq (model_id=?)") {
+			t.Errorf("claim: the ordering check does not look up the model's rows in notifications_model_seq:\n%s", all)
 		}
 	}
 }
