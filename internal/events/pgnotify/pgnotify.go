@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +63,12 @@ type Bridge struct {
 	broker  *events.Broker
 	channel string
 	origin  string // this instance, so it can ignore its own notifications
-	load    func(context.Context, string) (training.Model, error)
-	log     *slog.Logger
-	queue   chan outgoing
+	// ownPrefix starts every payload this instance sends (encoding/json
+	// writes the fields in order), so those are skipped without decoding.
+	ownPrefix string
+	load      func(context.Context, string) (training.Model, error)
+	log       *slog.Logger
+	queue     chan outgoing
 
 	dropped atomic.Int64
 	latest  versions
@@ -108,7 +112,8 @@ func New(pool *pgxpool.Pool, broker *events.Broker, o Options) *Bridge {
 	rand.Read(id[:])
 	return &Bridge{
 		pool: pool, broker: broker, channel: o.Channel, origin: hex.EncodeToString(id[:]),
-		load: o.Load, log: o.Log, queue: make(chan outgoing, o.Queue),
+		ownPrefix: `{"o":"` + hex.EncodeToString(id[:]) + `",`,
+		load:      o.Load, log: o.Log, queue: make(chan outgoing, o.Queue),
 		latest: versions{m: map[string]int64{}}, listening: make(chan struct{}),
 	}
 }
@@ -144,20 +149,26 @@ func (b *Bridge) Run(ctx context.Context) {
 	wg.Wait()
 }
 
+// notifyAll sends one notification per payload, in the array's order, in
+// one statement and one transaction (so they are delivered together and in
+// order): a statement per notification cost the database server a parse
+// and an execution for each.
+const notifyAll = `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`
+
 // send forwards the queue: each round trip sends what has gathered, up to
-// 256 notifications, as one pipelined batch (one transaction, so they are
-// delivered together and in order).
+// 256 notifications.
 func (b *Bridge) send(ctx context.Context) {
+	payloads := make([]string, 0, 256)
 	flush := func(ctx context.Context, first outgoing) {
-		var batch pgx.Batch
+		payloads = payloads[:0]
 		add := func(ev outgoing) {
 			if payload, ok := b.encode(ev); ok {
-				batch.Queue("SELECT pg_notify($1, $2)", b.channel, payload)
+				payloads = append(payloads, payload)
 			}
 		}
 		add(first)
 	gather:
-		for batch.Len() < 256 {
+		for len(payloads) < 256 {
 			select {
 			case ev := <-b.queue:
 				add(ev)
@@ -165,11 +176,11 @@ func (b *Bridge) send(ctx context.Context) {
 				break gather
 			}
 		}
-		if batch.Len() == 0 {
+		if len(payloads) == 0 {
 			return
 		}
-		if err := b.pool.SendBatch(ctx, &batch).Close(); err != nil && ctx.Err() == nil {
-			b.log.Warn("pgnotify: notify other instances", "events", batch.Len(), "err", err)
+		if _, err := b.pool.Exec(ctx, notifyAll, b.channel, payloads); err != nil && ctx.Err() == nil {
+			b.log.Warn("pgnotify: notify other instances", "events", len(payloads), "err", err)
 		}
 	}
 	for {
@@ -272,6 +283,9 @@ func (b *Bridge) listenOnce(ctx context.Context, listening func()) error {
 }
 
 func (b *Bridge) receive(ctx context.Context, payload string) {
+	if strings.HasPrefix(payload, b.ownPrefix) {
+		return // published locally already; every instance hears its own
+	}
 	var n notification
 	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.Type == "" {
 		b.log.Warn("pgnotify: ignoring a notification that is not trainhook's", "channel", b.channel)

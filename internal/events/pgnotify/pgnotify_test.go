@@ -140,6 +140,28 @@ func TestEventsReachOtherInstances(t *testing.T) {
 	}
 }
 
+// A burst of events, sent in batches, reaches another instance whole and in
+// the order it was published.
+func TestBurstArrivesInOrder(t *testing.T) {
+	ins := startInstances(t, 2, nil)
+	sub, _ := ins[1].broker.Subscribe(0, 1024)
+	defer sub.Close()
+	const n = 600
+	for i := range n {
+		ins[0].bridge.Publish("model", model(fmt.Sprintf("m%03d", i), 1))
+	}
+	for i := range n {
+		select {
+		case ev := <-sub.C:
+			if got, want := decodeModel(t, ev).ID, fmt.Sprintf("m%03d", i); got != want {
+				t.Fatalf("event %d is for %s, want %s", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d events arrived", i, n)
+		}
+	}
+}
+
 // Notifications from different instances can arrive in another order than
 // their commits: an older version of a model than one seen is dropped.
 func TestOlderVersionsAreDropped(t *testing.T) {
