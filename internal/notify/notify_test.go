@@ -453,8 +453,11 @@ func TestFreedSlotSendsTheNext(t *testing.T) {
 	}
 }
 
-// Requests in flight to one receiver reuse their connections: no more are
-// opened than there are request slots, however many notifications go.
+// Requests in flight to one receiver reuse their connections: about as many
+// are opened as there are request slots, however many notifications go.
+// (A slot freed an instant before its connection is back in the idle pool
+// may dial one more; Go's default of 2 idle connections per host closes and
+// redials them all the time: dozens here.)
 func TestConnectionsReused(t *testing.T) {
 	st := openStore(t)
 	rc := newUnstartedReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
@@ -474,8 +477,8 @@ func TestConnectionsReused(t *testing.T) {
 	for _, ev := range events {
 		waitStatus(t, st, ev, store.NotifyDelivered)
 	}
-	if got := opened.Load(); got > slots {
-		t.Errorf("the receiver saw %d connections for %d notifications with %d slots; want at most %d (idle connections are being closed)", got, n, slots, slots)
+	if got := opened.Load(); got > 2*slots {
+		t.Errorf("the receiver saw %d connections for %d notifications with %d slots; want at most %d (idle connections are being closed)", got, n, slots, 2*slots)
 	}
 }
 
