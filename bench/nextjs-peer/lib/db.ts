@@ -4,8 +4,24 @@ import Database from "better-sqlite3";
 // which `next build` also does). better-sqlite3 is synchronous, so the
 // process's requests take turns on it: each statement is its own transaction.
 let db: Database.Database | undefined;
+let stmts: ReturnType<typeof prepare> | undefined;
 
-export function getDb(): Database.Database {
+// The statements the routes run, prepared once.
+function prepare(d: Database.Database) {
+  return {
+    ping: d.prepare("SELECT 1"),
+    insert: d.prepare("INSERT INTO models (id, training_id, name, status) VALUES (?, ?, ?, 'Training')"),
+    get: d.prepare("SELECT id, training_id, name, status, output, error FROM models WHERE id = ?"),
+    update: d.prepare("UPDATE models SET status = ?, output = ?, error = ? WHERE training_id = ?"),
+  };
+}
+
+export function statements() {
+  if (!stmts) stmts = prepare(getDb());
+  return stmts;
+}
+
+function getDb(): Database.Database {
   if (db) return db;
   const path = process.env.DATABASE_PATH;
   if (!path) throw new Error("DATABASE_PATH is not set: give the SQLite file to use, e.g. DATABASE_PATH=/tmp/peer.db");

@@ -1,9 +1,9 @@
-import { getDb } from "@/lib/db";
+import { statements } from "@/lib/db";
 
 export const dynamic = "force-dynamic";
 
 // Ready once the database is open and its table exists.
 export function GET() {
-  getDb().prepare("SELECT 1").get();
+  statements().ping.get();
   return new Response("ok\n", { headers: { "Content-Type": "text/plain" } });
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { getDb } from "@/lib/db";
+import { statements } from "@/lib/db";
 
 // Registers a model for a training already started on Replicate.
 export async function POST(request: Request) {
@@ -15,9 +15,7 @@ export async function POST(request: Request) {
   const name = typeof body.name === "string" ? body.name : body.training_id;
   const id = randomUUID();
   try {
-    getDb()
-      .prepare("INSERT INTO models (id, training_id, name, status) VALUES (?, ?, ?, 'Training')")
-      .run(id, body.training_id, name);
+    statements().insert.run(id, body.training_id, name);
   } catch (err) {
     if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
       return Response.json({ error: "a model already has this training_id" }, { status: 409 });

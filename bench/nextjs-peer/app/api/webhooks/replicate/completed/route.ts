@@ -1,5 +1,5 @@
 import { validateWebhook } from "replicate";
-import { getDb } from "@/lib/db";
+import { statements } from "@/lib/db";
 
 const statuses: Record<string, string> = {
   starting: "Training",
@@ -25,13 +25,11 @@ export async function POST(request: Request) {
   const training = await request.json();
   const status = statuses[training.status];
   if (!status) return Response.json({ detail: `unknown status ${training.status}` }, { status: 400 });
-  getDb()
-    .prepare("UPDATE models SET status = ?, output = ?, error = ? WHERE training_id = ?")
-    .run(
-      status,
-      training.output == null ? null : JSON.stringify(training.output),
-      training.error == null ? null : typeof training.error === "string" ? training.error : JSON.stringify(training.error),
-      training.id,
-    );
+  statements().update.run(
+    status,
+    training.output == null ? null : JSON.stringify(training.output),
+    training.error == null ? null : typeof training.error === "string" ? training.error : JSON.stringify(training.error),
+    training.id,
+  );
   return Response.json({ detail: "ok" });
 }
