@@ -686,8 +686,8 @@ done
 			sqlite) label=SQLite ;;
 			sqlite-random) label="SQLite, deliveries in random order" ;;
 			postgres) label="PostgreSQL, 1 instance" ;;
-			peer-full) label="Next.js route handler (validateWebhook + better-sqlite3), synchronous=FULL (durable), random order" ;;
-			peer-normal) label="Next.js route handler (validateWebhook + better-sqlite3), synchronous=NORMAL (not durable), random order" ;;
+			peer-full) label="Next.js route handler (validateWebhook + better-sqlite3), synchronous=FULL (durable)" ;;
+			peer-normal) label="Next.js route handler (validateWebhook + better-sqlite3), synchronous=NORMAL (not durable)" ;;
 			esac
 			echo "| $label | $c | **$(fmt_int "$rate")**$bad | $(fmt '%.2f ms' "$p50") | $(fmt '%.2f ms' "$p99") | $(mib "$rss") | $(fmt '%.3f ms' "$cpu_ms") | $(runs_list "$d" "$g" deliveries_per_sec int) | $target |"
 		done
