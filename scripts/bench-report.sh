@@ -12,6 +12,16 @@
 #      signed ~4 KB `succeeded` deliveries at each of INGEST_CONCURRENCY:
 #      deliveries/s, p50/p99, the server's peak RSS and CPU per delivery;
 #      the same on SQLite with the deliveries in random order.
+#   1a. The Next.js peer (bench/nextjs-peer, built once with `npm ci` and
+#      `next build`): a hand-written App Router route handler checking each
+#      delivery with the replicate client's validateWebhook and running one
+#      better-sqlite3 UPDATE, in WAL mode with synchronous=FULL (durable, like
+#      trainhook) and NORMAL (not durable), run by `node .../next start` (so
+#      --pid is the server), the same ingestbench in random order at each of
+#      INGEST_CONCURRENCY, right after trainhook's random-order runs in each
+#      round. The target "≥ 8× the durable Next.js handler's rate" is the ratio
+#      of the medians, each round's ratio beside. PEER=0 leaves it out (the
+#      default when node or npm is missing).
 #   1b. Notifications: ingest on SQLite at NOTIFY_CONCURRENCY with
 #      notifications off and on (TRAINHOOK_NOTIFY_URL at ingestbench --notify,
 #      a loopback receiver answering 200), the two in one run, alternating
@@ -43,7 +53,7 @@
 #   RUNS 3 [1]   INGEST_N 20000 [1000]   INGEST_CONCURRENCY "4 32"   PAYLOAD_BYTES 4096
 #   LIFECYCLE_SIZES "1000 10000" ["100 1000"]   LIFECYCLE_DURATION 1m [10s]
 #   LIFECYCLE_MAX 3m [50s]   LIFECYCLE_BUDGET 600   POLL_INTERVAL 5s
-#   NOTIFY 1   NOTIFY_CONCURRENCY 32
+#   NOTIFY 1   NOTIFY_CONCURRENCY 32   PEER 1 (0 without node and npm)
 #   DBSIZE 1   DBSIZE_MODELS "10000 100000 1000000" ["1000 10000"]
 #   DBSIZE_N 20000 [1000]   DBSIZE_CONCURRENCY 32
 #   POLL 1   POLL_SIZES "1000 10000 50000" ["100 1000"]   POLL_BUDGETS "600 3000"
@@ -93,6 +103,14 @@ POLL=${POLL:-1}
 POLL_SIZES=${POLL_SIZES:-"1000 10000 50000"}
 POLL_BUDGETS=${POLL_BUDGETS:-"600 3000"}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
+if [[ -z ${PEER:-} ]]; then
+	if command -v node >/dev/null && command -v npm >/dev/null; then
+		PEER=1
+	else
+		PEER=0
+		printf 'bench-report: %s\n' "node and npm not found: leaving out the Next.js peer (PEER=0); install Node >= 20.9 to measure it" >&2
+	fi
+fi
 OUT=${1:-${BENCH_REPORT:-bench-report.md}}
 
 # A fixed test key: whsec_ + base64("trainhook-bench-secret24"), as in scripts/bench-ingest.sh.
@@ -123,6 +141,10 @@ check_num() {
 check_list LIFECYCLE_SIZES 50000 "1000 10000"
 check_num LIFECYCLE_BUDGET 3000 600
 command -v curl >/dev/null || die "needs curl"
+[[ $PEER == 0 || $PEER == 1 ]] || die "PEER=$PEER: want 1 (measure the Next.js peer) or 0"
+if [[ $PEER == 1 ]]; then
+	command -v node >/dev/null && command -v npm >/dev/null || die "PEER=1 needs node and npm (Node >= 20.9), or PEER=0"
+fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
@@ -251,6 +273,34 @@ start_server() {
 	done
 }
 
+# start_peer SYNC DATABASE LOG: starts the Next.js peer (PEER_SYNC=SYNC) on a
+# free port, as start_server does trainhook: node itself runs `next start`, so
+# $server_pid is the server. Once GET /readyz answers 200, an unsigned delivery
+# must be refused with 401; that also loads the webhook route, as trainhook's
+# is loaded before its first request.
+start_peer() {
+	local limit code
+	port=$(free_port)
+	(cd "$tmp/peer" && exec env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 \
+		DATABASE_PATH="$2" REPLICATE_WEBHOOK_SECRET="$SECRET" PEER_SYNC="$1" \
+		node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$port") >"$3" 2>&1 &
+	server_pid=$!
+	limit=$((EPOCHSECONDS + READY_TIMEOUT))
+	until ready "$port"; do
+		if ! kill -0 "$server_pid" 2>/dev/null; then
+			wait "$server_pid" 2>/dev/null || true
+			server_pid=
+			tail -n 20 "$3" >&2
+			die "the Next.js peer exited before it was ready (log above)"
+		fi
+		((EPOCHSECONDS < limit)) || { tail -n 20 "$3" >&2; die "the Next.js peer: GET /readyz did not answer 200 within ${READY_TIMEOUT}s"; }
+		nap 0.05
+	done
+	code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+		-d '{"id":"unsigned","status":"succeeded"}' "http://127.0.0.1:$port/api/webhooks/replicate/completed" || true)
+	[[ $code == 401 ]] || die "the Next.js peer answered ${code:-nothing} to an unsigned delivery, want 401"
+}
+
 # dur_seconds DURATION: a Go duration such as 8m, 50s or 1m30s in whole seconds.
 dur_seconds() {
 	local s=$1 total=0
@@ -309,6 +359,13 @@ go build -o "$tmp/trainhook" ./cmd/trainhook
 go build -ldflags="-s -w" -o "$tmp/trainhook-stripped" ./cmd/trainhook
 go build -o "$tmp/ingestbench" ./internal/cmd/ingestbench
 go build -o "$tmp/lifecyclebench" ./internal/cmd/lifecyclebench
+peers=()
+if [[ $PEER == 1 ]]; then
+	log "building the Next.js peer (npm ci + next build)"
+	bash bench/nextjs-peer/build.sh "$tmp/peer" || die "could not build the Next.js peer (bench/nextjs-peer/build.sh)"
+	note_command 'bench/nextjs-peer/build.sh DIR  # once: npm ci + next build in a copy'
+	peers=(peer-full peer-normal)
+fi
 note_command 'go build -o trainhook ./cmd/trainhook; go build -ldflags="-s -w" -o trainhook-stripped ./cmd/trainhook'
 size_default=$(stat -c %s "$tmp/trainhook")
 size_stripped=$(stat -c %s "$tmp/trainhook-stripped")
@@ -366,12 +423,15 @@ fi
 # --- The runs ----------------------------------------------------------------
 for run in $(seq "$RUNS"); do
 	# 1. Webhook ingest.
-	for db in "${dbs[@]}" sqlite-random; do
+	for db in "${dbs[@]}" sqlite-random ${peers[@]+"${peers[@]}"}; do
 		for c in $INGEST_CONCURRENCY; do
 			id=$db-c$c-run$run
 			order=registration
-			[[ $db == sqlite-random ]] && order=random
-			if [[ $db == sqlite* ]]; then
+			[[ $db == sqlite-random || $db == peer-* ]] && order=random
+			if [[ $db == peer-* ]]; then
+				url=$tmp/$id.db
+				note_command "cd DIR && DATABASE_PATH=\$(mktemp -d)/peer.db REPLICATE_WEBHOOK_SECRET=\$SECRET PEER_SYNC=full|normal NODE_ENV=production node node_modules/next/dist/bin/next start -H 127.0.0.1 -p PORT  # the Next.js peer"
+			elif [[ $db == sqlite* ]]; then
 				url=$tmp/$id.db
 				note_command "DATABASE_URL=\$(mktemp -d)/bench.db ADDR=127.0.0.1:PORT REPLICATE_WEBHOOK_SECRET=\$SECRET TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL=http://127.0.0.1:9/v1 trainhook serve"
 			else
@@ -380,7 +440,11 @@ for run in $(seq "$RUNS"); do
 				url=$(pg_url "$pg_db")
 				note_command "psql \$ADMIN -c 'CREATE DATABASE fresh'; DATABASE_URL=postgres://.../fresh (same variables) trainhook serve"
 			fi
-			start_server "$url" "$tmp/ingest/$id.server.log"
+			if [[ $db == peer-* ]]; then
+				start_peer "${db#peer-}" "$url" "$tmp/ingest/$id.server.log"
+			else
+				start_server "$url" "$tmp/ingest/$id.server.log"
+			fi
 			log "run $run/$RUNS: ingest, $db, concurrency $c, N=$INGEST_N"
 			# shellcheck disable=SC2059
 			note_command "$(printf "$ingest_cmd" "$INGEST_N" "$PAYLOAD_BYTES" "$INGEST_MAX" "$order")  # C in: $INGEST_CONCURRENCY"
@@ -520,6 +584,34 @@ lagvals() {
 	done
 	return 0
 }
+# random_target RATE P99: the random-order target, ≥ 6,000/s with p99 ≤ 15 ms.
+random_target() {
+	if [[ -n $1 && -n $2 ]] && awk -v r="$1" -v p="$2" 'BEGIN { exit !(r >= 6000 && p <= 15) }'; then
+		echo "≥ 6,000/s, p99 ≤ 15 ms: **met**"
+	else
+		echo "≥ 6,000/s, p99 ≤ 15 ms: **missed**"
+	fi
+}
+# peer_target RATE P99 short|long: trainhook's random-order rate at
+# concurrency 32 against the durable Next.js peer's, the ratio of the
+# medians; long adds each round's ratio.
+peer_target() {
+	local peer_rate ratio per=() k a b r verdict=missed
+	peer_rate=$(vals "$tmp/ingest" "peer-full-c32-run*.json" deliveries_per_sec | median)
+	ratio=$(awk -v a="$1" -v b="$peer_rate" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }')
+	if [[ -n $ratio && -n $2 ]] && awk -v x="$ratio" -v p="$2" 'BEGIN { exit !(x >= 8 && p <= 15) }'; then verdict=met; fi
+	if [[ $3 == short ]]; then
+		echo "≥ 8× the durable Next.js handler, p99 ≤ 15 ms: ${ratio:-n/a}×, **$verdict**"
+		return
+	fi
+	for ((k = 1; k <= RUNS; k++)); do
+		a=$(vals "$tmp/ingest" "sqlite-random-c32-run$k.json" deliveries_per_sec)
+		b=$(vals "$tmp/ingest" "peer-full-c32-run$k.json" deliveries_per_sec)
+		r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b }')
+		per+=("${r:-n/a}")
+	done
+	echo "≥ 8× the durable Next.js handler's rate (random order, concurrency 32) with p99 ≤ 15 ms: $(fmt_int "$1")/s against $(fmt_int "$peer_rate")/s, ${ratio:-n/a}× (ratio of the medians; per round $(IFS=/; echo "${per[*]}" | sed 's#/# / #g')), p99 $(fmt '%.1f ms' "$2"): **$verdict**"
+}
 # runs_list DIR GLOB KEY FORMAT: every run's value, joined with " / "
 # (FORMAT int: 12,345).
 runs_list() {
@@ -536,7 +628,7 @@ git diff --quiet HEAD -- 2>/dev/null || commit="$commit (with uncommitted change
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 invocation="scripts/bench-report.sh"
-for v in POLL_BUDGETS POLL_SIZES POLL DBSIZE_CONCURRENCY DBSIZE_N DBSIZE_MODELS DBSIZE NOTIFY_CONCURRENCY NOTIFY POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
+for v in PEER POLL_BUDGETS POLL_SIZES POLL DBSIZE_CONCURRENCY DBSIZE_N DBSIZE_MODELS DBSIZE NOTIFY_CONCURRENCY NOTIFY POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
 	invocation="$v=\"${!v}\" $invocation"
 done
 
@@ -568,7 +660,7 @@ done
 	echo
 	echo "| database | C | deliveries/s | p50 | p99 | server peak RSS | server CPU per delivery | deliveries/s per run | target |"
 	echo "|---|---|---|---|---|---|---|---|---|"
-	for db in "${dbs[@]}" sqlite-random; do
+	for db in "${dbs[@]}" sqlite-random ${peers[@]+"${peers[@]}"}; do
 		for c in $INGEST_CONCURRENCY; do
 			d=$tmp/ingest g="$db-c$c-run*.json"
 			rate=$(vals "$d" "$g" deliveries_per_sec | median)
@@ -584,24 +676,56 @@ done
 					target="≥ 8,000/s, p99 < 15 ms: **missed**"
 				fi
 			fi
+			if [[ $db == sqlite-random && $c == 32 ]]; then
+				target="$(random_target "$rate" "$p99")"
+				[[ $PEER == 1 ]] && target="$target; $(peer_target "$rate" "$p99" short)"
+			fi
 			bad=
 			for f in "$d"/$g; do flag "$f" passed || bad=" (a run FAILED)"; done
 			case $db in
 			sqlite) label=SQLite ;;
 			sqlite-random) label="SQLite, deliveries in random order" ;;
 			postgres) label="PostgreSQL, 1 instance" ;;
+			peer-full) label="Next.js route handler (validateWebhook + better-sqlite3), synchronous=FULL (durable)" ;;
+			peer-normal) label="Next.js route handler (validateWebhook + better-sqlite3), synchronous=NORMAL (not durable)" ;;
 			esac
 			echo "| $label | $c | **$(fmt_int "$rate")**$bad | $(fmt '%.2f ms' "$p50") | $(fmt '%.2f ms' "$p99") | $(mib "$rss") | $(fmt '%.3f ms' "$cpu_ms") | $(runs_list "$d" "$g" deliveries_per_sec int) | $target |"
 		done
 	done
 	echo
-	echo "Target: ≥ 8,000 deliveries/s with p99 < 15 ms at concurrency 32 on SQLite, on a 2-core machine"
-	echo "with the load generator on the same machine."
+	echo "Targets at concurrency 32 on a 2-core machine, with the load generator on the same machine:"
 	echo
-	echo "Deliveries go out in the order the models were registered, except in the \"random order\" row"
+	if [[ " $INGEST_CONCURRENCY " == *" 32 "* ]]; then
+		r_rate=$(vals "$tmp/ingest" "sqlite-random-c32-run*.json" deliveries_per_sec | median)
+		r_p99=$(vals "$tmp/ingest" "sqlite-random-c32-run*.json" p99 | median)
+		echo "- SQLite, deliveries in random order: $(random_target "$r_rate" "$r_p99") ($(fmt_int "$r_rate")/s, p99 $(fmt '%.1f ms' "$r_p99"))"
+		if [[ $PEER == 1 ]]; then
+			echo "- SQLite, deliveries in random order: $(peer_target "$r_rate" "$r_p99" long)"
+		else
+			echo "- SQLite, deliveries in random order: ≥ 8× the durable Next.js handler's rate with p99 ≤ 15 ms: not measured (PEER=0)"
+		fi
+		echo "- SQLite, registration order: ≥ 8,000/s with p99 < 15 ms (in the table)"
+	else
+		echo "- not measured: INGEST_CONCURRENCY=\"$INGEST_CONCURRENCY\" has no 32"
+	fi
+	echo
+	echo "Deliveries go out in the order the models were registered, except in the \"random order\" rows"
 	echo "(\`--order random\`, a fixed shuffle): there each commit's deliveries are for models all over the"
 	echo "database, as when trainings end in an order of their own, and a commit writes more pages."
 	echo
+	if [[ $PEER == 1 ]]; then
+		echo "The Next.js rows are [bench/nextjs-peer](bench/nextjs-peer): the original setup's stack written by hand, a"
+		echo "Next.js $(cd "$tmp/peer" && node -p 'require("next/package.json").version') App Router app (\`next build\`, then \`next start\` on Node $(node --version)) whose route handler checks"
+		echo "each delivery with \`validateWebhook(request.clone(), secret)\` from the official \`replicate\` client"
+		echo "($(cd "$tmp/peer" && node -p 'require("replicate/package.json").version')), answers 401 if it is not valid, and runs one prepared better-sqlite3"
+		echo "($(cd "$tmp/peer" && node -p 'require("better-sqlite3/package.json").version')) \`UPDATE models SET status=?, output=?, error=? WHERE training_id=?\` on one connection in WAL mode."
+		echo "With \`synchronous=FULL\` each answer comes after its commit is on disk, as trainhook's do: the like-for-like"
+		echo "figure. \`synchronous=NORMAL\` (better-sqlite3's default in WAL mode) answers before the commit is"
+		echo "durable. They run in the same rounds as trainhook's random-order rows, right after them, on the same"
+		echo "ingestbench (registration, then the signed deliveries in random order, then every model read back"
+		echo "Ready with its output); RSS and CPU are the \`next start\` node process's."
+		echo
+	fi
 
 	if [[ $NOTIFY == 1 ]]; then
 		echo "### Notifications: ingest with them off and on"
