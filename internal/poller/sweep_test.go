@@ -184,24 +184,71 @@ func TestSparseDueAreFetchedNotSwept(t *testing.T) {
 	}
 }
 
+// Trainings created a while before they were registered (an app that
+// creates many, then registers them) are all older than the models, so the
+// pages give no estimate of where they are. When they are many, reading on
+// finds them a hundred a page: 2,000 of them, the oldest of 5,000 on the
+// account, cost the 50 pages, not a page and 2,000 GETs.
+func TestRegisteredLongAfterCreationAreSwept(t *testing.T) {
+	api, svc := setup(5000, 0)
+	registered := time.Now().Add(10 * time.Minute)
+	for _, tr := range api.trainings[3000:] {
+		svc.due = append(svc.due, training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training, CreatedAt: registered})
+	}
+	if _, err := newPoller(api, svc).RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.observed) != 2000 {
+		t.Fatalf("observed %d of 2000", len(svc.observed))
+	}
+	if api.lists != 50 || api.gets != 0 {
+		t.Errorf("%d list calls and %d GETs for 2,000 due trainings on the last 20 of 50 pages, want the 50 pages and no GET", api.lists, api.gets)
+	}
+}
+
+// A few trainings registered long after their creation cost at most about
+// as many pages as they are before they are fetched one by one.
+func TestFewRegisteredLongAfterCreationAreFetched(t *testing.T) {
+	api, svc := setup(5000, 0)
+	registered := time.Now().Add(10 * time.Minute)
+	for i := 4000; i < 5000; i += 250 { // 4 due, on the last pages
+		tr := api.trainings[i]
+		svc.due = append(svc.due, training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training, CreatedAt: registered})
+	}
+	if _, err := newPoller(api, svc).RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.observed) != 4 {
+		t.Fatalf("observed %d of 4", len(svc.observed))
+	}
+	if api.lists > 4 || api.gets != 4 {
+		t.Errorf("%d list calls and %d GETs for 4 due trainings far down the list, want at most 4 pages, then 4 GETs", api.lists, api.gets)
+	}
+}
+
 func TestWorthReading(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	cases := []struct {
-		missing, read, lastFound int
-		covered, left            time.Duration // creation time read so far, and left down to the target
-		want                     bool
+		missing, read, lastFound, pages int
+		covered, left                   time.Duration // creation time read so far, and left down to the target less skew
+		want                            bool
 	}{
-		{9000, 1000, 0, 100 * time.Second, 900 * time.Second, true}, // 90 pages for 9,000
-		{5, 100, 0, 100 * time.Second, 1600 * time.Second, false},   // 16 pages for 5
-		{16, 100, 0, 100 * time.Second, 1600 * time.Second, true},
-		{5, 100, 1, 100 * time.Second, 1600 * time.Second, true}, // the last page paid for itself
-		{5, 100, 0, 100 * time.Second, -10 * time.Second, false}, // past the target, nothing found
-		{5, 100, 0, 0, time.Hour, false},                         // no spread to go by
+		{9000, 1000, 0, 10, 100 * time.Second, 900 * time.Second, true}, // 90 pages for 9,000
+		{5, 100, 0, 1, 100 * time.Second, 1600 * time.Second, false},    // 16 pages for 5
+		{16, 100, 0, 1, 100 * time.Second, 1600 * time.Second, true},
+		{5, 100, 1, 1, 100 * time.Second, 1600 * time.Second, true}, // the last page paid for itself
+		{5, 100, 0, 1, 0, time.Hour, false},                         // no spread to go by
+		// Past the target: read on while fewer pages than missing
+		// trainings were read.
+		{5, 100, 0, 1, 100 * time.Second, -10 * time.Second, true},
+		{5, 500, 0, 5, 100 * time.Second, -10 * time.Second, false},
+		{20000, 30000, 0, 300, time.Hour, -time.Minute, true}, // trainings created long before they were registered
+		{5, 0, 0, 0, 0, 0, true},                              // nothing read yet
 	}
 	for _, c := range cases {
 		l := listed{read: c.read, lastFound: c.lastFound, newest: t0, oldest: t0.Add(-c.covered)}
-		l.target = l.oldest.Add(-c.left)
-		if got := l.worthReading(c.missing); got != c.want {
+		l.target = l.oldest.Add(-c.left).Add(skew)
+		if got := l.worthReading(c.missing, c.pages); got != c.want {
 			t.Errorf("%+v: worth reading %v, want %v", c, got, c.want)
 		}
 	}
