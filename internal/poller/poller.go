@@ -100,9 +100,6 @@ const DefaultLease = 30 * time.Second
 // client's limiter (and, on PostgreSQL, other instances' limiters).
 const pollShare = 0.8
 
-// skew allows for clock skew between Replicate's created_at and ours.
-const skew = time.Minute
-
 // Poller is started by Run and stops when its context ends.
 type Poller struct {
 	o        Options

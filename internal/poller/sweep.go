@@ -12,11 +12,11 @@ import (
 // sweep reads list pages through scan, newest first, and hands each claimed
 // training it finds there, with all Apply needs, to found as soon as its page
 // is read. It reads down to the oldest of them (the earliest creation of
-// their models, less the clock skew), at most maxPages, and stops sooner when
-// every one is found or reading on would cost more than GETs of those not
-// found (see worthReading); past that oldest creation (trainings created
-// before they were registered) it reads on while that is cheaper than GETs
-// of those still unseen. A claimed training the pages do not reach is
+// their models), at most maxPages, and stops sooner when every one is found
+// or reading on would cost more than GETs of those not found (see
+// worthReading); past that oldest creation (trainings created before they
+// were registered, or clocks that disagree) it reads on while that is
+// cheaper than GETs of those still unseen. A claimed training the pages do not reach is
 // fetched by itself. It returns the pages it read and the training ids it
 // handed over.
 func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []training.Model, maxPages int, found func(training.Model, replicate.Training)) (int, map[string]bool) {
@@ -88,9 +88,9 @@ type listed struct {
 // more than GETs of the missing trainings (claimed, not yet seen on a page),
 // after pages read in this sweep. A page that found one of them paid for
 // itself, so the next is read too. Otherwise, until the sweep reaches
-// target (less the clock skew), the pages left down to it are estimated
-// from how many trainings the list held per second of creation time in the
-// part read, and read if they are fewer than the missing trainings.
+// target, the pages left down to it are estimated from how many trainings
+// the list held per second of creation time in the part read, and read if
+// they are fewer than the missing trainings.
 //
 // Past target the missing trainings were created before their models were
 // registered (an app that creates many trainings, then registers them), and
@@ -102,15 +102,14 @@ func (l listed) worthReading(missing, pages int) bool {
 	if l.lastFound > 0 {
 		return true
 	}
-	target := l.target.Add(-skew)
-	if l.read == 0 || l.oldest.Before(target) {
+	if l.read == 0 || !l.oldest.After(l.target) {
 		return pages < missing
 	}
 	covered := l.newest.Sub(l.oldest)
 	if covered <= 0 {
 		return false
 	}
-	left := float64(l.read) * float64(l.oldest.Sub(target)) / float64(covered)
+	left := float64(l.read) * float64(l.oldest.Sub(l.target)) / float64(covered)
 	return float64(missing) >= left/100
 }
 

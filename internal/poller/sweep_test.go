@@ -230,7 +230,7 @@ func TestWorthReading(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	cases := []struct {
 		missing, read, lastFound, pages int
-		covered, left                   time.Duration // creation time read so far, and left down to the target less skew
+		covered, left                   time.Duration // creation time read so far, and left down to the target
 		want                            bool
 	}{
 		{9000, 1000, 0, 10, 100 * time.Second, 900 * time.Second, true}, // 90 pages for 9,000
@@ -247,7 +247,7 @@ func TestWorthReading(t *testing.T) {
 	}
 	for _, c := range cases {
 		l := listed{read: c.read, lastFound: c.lastFound, newest: t0, oldest: t0.Add(-c.covered)}
-		l.target = l.oldest.Add(-c.left).Add(skew)
+		l.target = l.oldest.Add(-c.left)
 		if got := l.worthReading(c.missing, c.pages); got != c.want {
 			t.Errorf("%+v: worth reading %v, want %v", c, got, c.want)
 		}
