@@ -298,7 +298,7 @@ func explainOpenError(path string, err error) error {
 // back completes, and it costs the writer a fsync of the database file
 // (10–20 ms on a shared disk, for the pages written since the last one).
 // Paying that every 16 MiB, as the writer did when it checkpointed after
-// its own commits, cost a quarter of the throughput and doubled p99 when
+// its own commits, cost a tenth of the throughput and doubled p99 when
 // deliveries came in random order (each writes ~9 scattered pages); once
 // per GiB it is a pause every few seconds of such load.
 const walLimitFrames = 1 << 18
