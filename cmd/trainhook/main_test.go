@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -372,14 +374,24 @@ func TestDemo(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			for !strings.Contains(out.String(), "] app notified: model.ready #2 (webhook-id evt_") {
+			// An event's sequence is the model's version after the change:
+			// higher for each later event of the model, not counted from 1.
+			notified := regexp.MustCompile(`\] app notified: model\.training #(\d+) .*\n(?s:.*)\] app notified: model\.ready #(\d+) \(webhook-id evt_`)
+			for !notified.MatchString(out.String()) {
 				if time.Now().After(deadline) {
 					t.Fatalf("the demo's app was not notified of Ready:\n%s", out.String())
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
+			if m := notified.FindStringSubmatch(out.String()); m != nil {
+				training, _ := strconv.Atoi(m[1])
+				ready, _ := strconv.Atoi(m[2])
+				if training < 1 || ready <= training {
+					t.Errorf("the app was told model.training #%d then model.ready #%d; want sequences from 1, increasing:\n%s", training, ready, out.String())
+				}
+			}
 			for _, want := range []string{"dashboard:  http://127.0.0.1:", "Started a sample training", "] Training", "trained_model.tar",
-				"] app notified: model.training #1", "signature verified"} {
+				"signature verified"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("demo output lacks %q:\n%s", want, out.String())
 				}
