@@ -56,8 +56,12 @@ type Store struct {
 	ckErr         atomic.Pointer[error] // the last checkpoint's error, nil if it worked
 	ckLimit       time.Duration         // at most one checkpoint per ckLimit
 	ckLimitFrames int                   // WAL frames past which a checkpoint completes under the write lock
-	ckRounds      atomic.Int64          // checkpoints run, for tests
-	ckCompleted   atomic.Int64          // checkpoints completed under the write lock, for tests
+	ckKeepBytes   int64                 // a WAL file larger than this is truncated once writes pause
+	ckIdle        time.Duration         // how long writes must pause before that
+	walPath       string
+	ckRounds      atomic.Int64 // checkpoints run, for tests
+	ckCompleted   atomic.Int64 // checkpoints completed under the write lock, for tests
+	ckTruncated   atomic.Int64 // WAL truncations, for tests
 }
 
 var _ store.Store = (*Store)(nil)
@@ -71,6 +75,8 @@ type options struct {
 	cacheKiB        int
 	checkpointEvery time.Duration
 	walLimitFrames  int
+	walKeepBytes    int64
+	walIdle         time.Duration
 }
 
 // WithBusyTimeout sets how long a connection waits for a lock another
@@ -94,7 +100,8 @@ func WithCacheSize(kib int) Option {
 // brings its schema up to date. It fails if the file was migrated by a newer
 // trainhook than this one.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	o := options{busyTimeout: 5 * time.Second, readConns: 4, checkpointEvery: 50 * time.Millisecond, walLimitFrames: walLimitFrames}
+	o := options{busyTimeout: 5 * time.Second, readConns: 4, checkpointEvery: 50 * time.Millisecond,
+		walLimitFrames: walLimitFrames, walKeepBytes: walKeepBytes, walIdle: walIdle}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -116,7 +123,8 @@ func open(ctx context.Context, path string, o options) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, writeLock: make(chan struct{}, 1), ckLimit: o.checkpointEvery, ckLimitFrames: o.walLimitFrames}
+	s := &Store{path: path, writeLock: make(chan struct{}, 1), ckLimit: o.checkpointEvery, ckLimitFrames: o.walLimitFrames,
+		ckKeepBytes: o.walKeepBytes, ckIdle: o.walIdle, walPath: abs + "-wal"}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -134,11 +142,10 @@ func open(ctx context.Context, path string, o options) (_ *Store, err error) {
 		dsn: dsn(abs, o.busyTimeout, wcache,
 			"_journal_mode=WAL", "_synchronous=FULL", "_foreign_keys=on"),
 		driver: &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-			// The writer never checkpoints after its own commits: the
-			// checkpointer does (see checkpointer). A checkpoint rewinds
-			// the WAL but leaves the file at its largest size; past 64 MiB
-			// it is truncated.
-			_, err := c.Exec("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864", nil)
+			// The writer never checkpoints after its own commits, nor
+			// truncates the WAL file when it starts the WAL again: the
+			// checkpointer does both (see checkpointer and truncateWAL).
+			_, err := c.Exec("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = -1", nil)
 			return err
 		}},
 	})
@@ -303,6 +310,16 @@ func explainOpenError(path string, err error) error {
 // per GiB it is a pause every few seconds of such load.
 const walLimitFrames = 1 << 18
 
+// A WAL file that grew past walKeepBytes is truncated once writes have
+// paused for walIdle. The writer must not do it: SQLite truncates at the
+// first commit after the WAL starts again, and freeing the blocks of a large
+// file takes a while (0.7 s for 700 MiB, measured on a disk mounted with
+// discard), which every delivery in flight would wait for.
+const (
+	walKeepBytes = 64 << 20
+	walIdle      = time.Second
+)
+
 // checkpointer copies committed pages from the WAL into the database file,
 // off the write path: a commit only appends to the WAL, and the writer
 // neither spends its time copying pages nor waits for the database file's
@@ -311,16 +328,29 @@ const walLimitFrames = 1 << 18
 // checkpoint under the write lock (completeCheckpoint).
 func (s *Store) checkpointer() {
 	defer close(s.ckDone)
+	trim := false // the WAL is all in the database file, and its file is large
 	for {
+		var idle <-chan time.Time
+		if trim {
+			idle = time.After(s.ckIdle)
+		}
 		select {
 		case <-s.ckStop:
 			return
+		case <-idle:
+			var err error
+			if trim, err = s.truncateWAL(); err != nil {
+				err = fmt.Errorf("truncate the WAL: %w", err)
+				s.ckErr.Store(&err)
+			}
+			continue
 		case <-s.ckKick:
 		}
 		logFrames, done, err := s.checkpoint()
 		if err == nil && logFrames >= s.ckLimitFrames && done == logFrames {
 			err = s.completeCheckpoint()
 		}
+		trim = err == nil && done == logFrames && s.walFileBytes() > s.ckKeepBytes
 		if err != nil {
 			err = fmt.Errorf("checkpoint the WAL into the database file: %w", err)
 			s.ckErr.Store(&err)
@@ -366,6 +396,40 @@ func (s *Store) completeCheckpoint() error {
 	_, _, err := s.checkpoint()
 	s.ckCompleted.Add(1)
 	return err
+}
+
+// walFileBytes is the WAL file's size (0 if it cannot be read).
+func (s *Store) walFileBytes() int64 {
+	fi, err := os.Stat(s.walPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// truncateWAL copies what is left of the WAL into the database file and
+// truncates the WAL file to nothing, holding the writer back meanwhile; it
+// runs only after writes have paused. It reports whether it must be tried
+// again (a reader still on old frames kept the WAL from being truncated).
+func (s *Store) truncateWAL() (again bool, err error) {
+	select {
+	case s.writeLock <- struct{}{}:
+	case <-s.ckStop:
+		return false, nil
+	}
+	defer func() { <-s.writeLock }()
+	if s.closed {
+		return false, nil
+	}
+	var busy, logFrames, done int
+	if err := s.ck.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+		return false, err
+	}
+	if busy != 0 {
+		return true, nil
+	}
+	s.ckTruncated.Add(1)
+	return false, nil
 }
 
 // Ping checks that a read connection answers a query on the file, and that

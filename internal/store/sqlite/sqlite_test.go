@@ -181,8 +181,8 @@ func TestPragmas(t *testing.T) {
 		{s.wc, "write", "synchronous", "2"}, // FULL
 		{s.wc, "write", "foreign_keys", "1"},
 		{s.wc, "write", "busy_timeout", "1234"},
-		{s.wc, "write", "journal_size_limit", "67108864"},
-		{s.wc, "write", "wal_autocheckpoint", "0"}, // the checkpointer does it
+		{s.wc, "write", "journal_size_limit", "-1"}, // the checkpointer truncates
+		{s.wc, "write", "wal_autocheckpoint", "0"},  // the checkpointer does it
 		{s.r, "read", "journal_mode", "wal"},
 		{s.r, "read", "query_only", "1"},
 		{s.r, "read", "busy_timeout", "1234"},
@@ -378,6 +378,12 @@ func withWALLimit(frames int) Option {
 	return func(o *options) { o.walLimitFrames = frames }
 }
 
+// withWALTrim sets the WAL file size past which, and the pause in writes
+// after which, the checkpointer truncates the WAL.
+func withWALTrim(keep int64, idle time.Duration) Option {
+	return func(o *options) { o.walKeepBytes, o.walIdle = keep, idle }
+}
+
 // writeDeliveries commits n transactions of 32 deliveries with a 4 KB
 // payload each, back to back: about 40 pages a commit.
 func writeDeliveries(t *testing.T, s *Store, first, n int) {
@@ -450,6 +456,52 @@ func TestWALStartsAgainAfterAPause(t *testing.T) {
 	}
 	if n := s.ckCompleted.Load(); n != 0 {
 		t.Errorf("%d checkpoints held the writer back below the limit", n)
+	}
+}
+
+// A WAL file that grew large is truncated by the checkpointer once writes
+// pause, not by the writer's next commit, and not while writes go on.
+func TestWALTruncatedOncePaused(t *testing.T) {
+	s, path := openTemp(t, withWALTrim(1<<20, 300*time.Millisecond))
+	// Commits closer together than the pause: no truncation meanwhile.
+	for i := range 20 {
+		writeDeliveries(t, s, i*5, 5)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := s.ckTruncated.Load(); n != 0 {
+		t.Errorf("the WAL was truncated %d times while writes went on", n)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() < 2<<20 {
+		t.Fatalf("WAL is only %d bytes after 100 commits: the test writes too little to need a truncation", fi.Size())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ckTruncated.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("WAL of %d bytes not truncated 10 s after the writes paused", fi.Size())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fi, err = os.Stat(path + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 0 {
+		t.Errorf("WAL is %d bytes after the truncation, want 0", fi.Size())
+	}
+	// Nothing was lost, and writing goes on.
+	writeDeliveries(t, s, 100, 1)
+	var n int
+	if err := s.r.QueryRowContext(t.Context(), "SELECT count(*) FROM deliveries").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 101*32 {
+		t.Errorf("%d deliveries after the truncation, want %d", n, 101*32)
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Error(err)
 	}
 }
 
