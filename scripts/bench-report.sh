@@ -597,11 +597,24 @@ random_target() {
 		echo "≥ 6,000/s, p99 ≤ 15 ms: **missed**"
 	fi
 }
+# round_ratios A B AWKFMT SCALE: each round's deliveries/s of ingest row A
+# (e.g. sqlite-random) over row B's at concurrency 32, times SCALE, printed
+# with AWKFMT and joined with " / ".
+round_ratios() {
+	local per=() k a b r
+	for ((k = 1; k <= RUNS; k++)); do
+		a=$(vals "$tmp/ingest" "$1-c32-run$k.json" deliveries_per_sec)
+		b=$(vals "$tmp/ingest" "$2-c32-run$k.json" deliveries_per_sec)
+		r=$(awk -v a="$a" -v b="$b" -v f="$3" -v s="$4" 'BEGIN { if (a > 0 && b > 0) printf f, a / b * s }')
+		per+=("${r:-n/a}")
+	done
+	(IFS=/; echo "${per[*]}" | sed 's#/# / #g')
+}
 # peer_target RATE P99 short|long: trainhook's random-order rate at
 # concurrency 32 against the durable Next.js peer's, the ratio of the
 # medians; long adds each round's ratio.
 peer_target() {
-	local peer_rate ratio per=() k a b r verdict=missed
+	local peer_rate ratio verdict=missed
 	peer_rate=$(vals "$tmp/ingest" "peer-full-c32-run*.json" deliveries_per_sec | median)
 	ratio=$(awk -v a="$1" -v b="$peer_rate" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }')
 	if [[ -n $ratio && -n $2 ]] && awk -v x="$ratio" -v p="$2" 'BEGIN { exit !(x >= 8 && p <= 15) }'; then verdict=met; fi
@@ -609,19 +622,13 @@ peer_target() {
 		echo "≥ 8× the durable Next.js handler, p99 ≤ 15 ms: ${ratio:-n/a}×, **$verdict**"
 		return
 	fi
-	for ((k = 1; k <= RUNS; k++)); do
-		a=$(vals "$tmp/ingest" "sqlite-random-c32-run$k.json" deliveries_per_sec)
-		b=$(vals "$tmp/ingest" "peer-full-c32-run$k.json" deliveries_per_sec)
-		r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b }')
-		per+=("${r:-n/a}")
-	done
-	echo "≥ 8× the durable Next.js handler's rate (random order, concurrency 32) with p99 ≤ 15 ms: $(fmt_int "$1")/s against $(fmt_int "$peer_rate")/s, ${ratio:-n/a}× (ratio of the medians; per round $(IFS=/; echo "${per[*]}" | sed 's#/# / #g')), p99 $(fmt '%.1f ms' "$2"): **$verdict**"
+	echo "≥ 8× the durable Next.js handler's rate (random order, concurrency 32) with p99 ≤ 15 ms: $(fmt_int "$1")/s against $(fmt_int "$peer_rate")/s, ${ratio:-n/a}× (ratio of the medians; per round $(round_ratios sqlite-random peer-full '%.2f×' 1)), p99 $(fmt '%.1f ms' "$2"): **$verdict**"
 }
 # pg_target RATE P99 short|long: one PostgreSQL instance's random-order rate
 # at concurrency 32 against SQLite's in the same rounds, the ratio of the
 # medians; long adds each round's ratio.
 pg_target() {
-	local sq_rate pct per=() k a b r verdict=missed
+	local sq_rate pct verdict=missed
 	sq_rate=$(vals "$tmp/ingest" "sqlite-random-c32-run*.json" deliveries_per_sec | median)
 	pct=$(awk -v a="$1" -v b="$sq_rate" 'BEGIN { if (a > 0 && b > 0) printf "%.0f", a / b * 100 }')
 	if [[ -n $pct && -n $2 ]] && awk -v x="$pct" -v p="$2" 'BEGIN { exit !(x >= 50 && p <= 15) }'; then verdict=met; fi
@@ -629,13 +636,7 @@ pg_target() {
 		echo "≥ 50% of SQLite's random-order rate, p99 ≤ 15 ms: ${pct:-n/a}%, **$verdict**"
 		return
 	fi
-	for ((k = 1; k <= RUNS; k++)); do
-		a=$(vals "$tmp/ingest" "postgres-random-c32-run$k.json" deliveries_per_sec)
-		b=$(vals "$tmp/ingest" "sqlite-random-c32-run$k.json" deliveries_per_sec)
-		r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0 && b > 0) printf "%.0f%%", a / b * 100 }')
-		per+=("${r:-n/a}")
-	done
-	echo "≥ 50% of SQLite's random-order rate with p99 ≤ 15 ms: $(fmt_int "$1")/s against $(fmt_int "$sq_rate")/s, ${pct:-n/a}% (ratio of the medians; per round $(IFS=/; echo "${per[*]}" | sed 's#/# / #g')), p99 $(fmt '%.1f ms' "$2"): **$verdict**"
+	echo "≥ 50% of SQLite's random-order rate with p99 ≤ 15 ms: $(fmt_int "$1")/s against $(fmt_int "$sq_rate")/s, ${pct:-n/a}% (ratio of the medians; per round $(round_ratios postgres-random sqlite-random '%.0f%%' 100)), p99 $(fmt '%.1f ms' "$2"): **$verdict**"
 }
 # runs_list DIR GLOB KEY FORMAT: every run's value, joined with " / "
 # (FORMAT int: 12,345).
