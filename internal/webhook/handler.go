@@ -277,7 +277,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 				// Content-Length gets here; net/http's never does.
 				return nil, errors.New("body is longer than its Content-Length")
 			}
-			grown := make([]byte, len(buf), min(2*int64(cap(buf)), ceiling))
+			next := min(2*int64(cap(buf)), ceiling)
+			if next >= ceiling-1 {
+				// A body of exactly its Content-Length then fits with the
+				// byte that shows its end, instead of costing one more copy.
+				next = ceiling
+			}
+			grown := make([]byte, len(buf), next)
 			copy(grown, buf)
 			buf = grown
 		}
