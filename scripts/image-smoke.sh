@@ -117,9 +117,13 @@ podman run --rm --no-healthcheck "$image" healthcheck --url http://127.0.0.1:1 >
 echo "== the demo inside the image"
 podman run -d --name "$demo" --no-healthcheck "$image" demo --addr 127.0.0.1:0 --duration 3s --data /tmp/demo >/dev/null
 for _ in $(seq 120); do
-  podman logs "$demo" 2>&1 | grep -q '\] Ready: new version' && break
+  # Into a variable first: with pipefail, grep -q leaving early would fail
+  # the pipeline when podman then writes the next line.
+  demo_log=$(podman logs "$demo" 2>&1 || true)
+  grep -q '\] Ready: new version' <<<"$demo_log" && break
   sleep 0.5
 done
 podman logs "$demo" 2>&1 | tail -4
-podman logs "$demo" 2>&1 | grep -q '\] Ready: new version' || fail "the demo's sample training did not reach Ready within 60s"
+demo_log=$(podman logs "$demo" 2>&1 || true)
+grep -q '\] Ready: new version' <<<"$demo_log" || fail "the demo's sample training did not reach Ready within 60s"
 echo "image-smoke: ok"
