@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/trainhook/trainhook/internal/store"
 )
@@ -48,7 +50,26 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// rebuildMarker is a line in a migration that rebuilds a table other tables
+// refer to. SQLite's way to do that (its documentation's "other kinds of
+// table schema changes") is to turn foreign keys off around the
+// transaction, which a PRAGMA inside it cannot do, and to check them all
+// before the commit.
+const rebuildMarker = "-- migrate: rebuilds a table; foreign keys are checked before commit"
+
 func (s *Store) apply(ctx context.Context, m store.Migration) (err error) {
+	rebuild := strings.Contains(m.SQL, rebuildMarker)
+	if rebuild {
+		if _, err := s.wc.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return err
+		}
+		defer func() {
+			_, onErr := s.wc.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+			if err == nil && onErr != nil {
+				err = fmt.Errorf("turn foreign keys back on: %w", onErr)
+			}
+		}()
+	}
 	if _, err := s.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
@@ -65,12 +86,32 @@ func (s *Store) apply(ctx context.Context, m store.Migration) (err error) {
 		if _, err := s.wc.ExecContext(ctx, m.SQL); err != nil {
 			return err
 		}
+		if rebuild {
+			if err := foreignKeysHold(ctx, s.wc); err != nil {
+				return err
+			}
+		}
 		if _, err := s.wc.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", m.Version); err != nil {
 			return err
 		}
 	}
 	_, err = s.wc.ExecContext(ctx, "COMMIT")
 	return err
+}
+
+// foreignKeysHold fails if any row refers to a row that does not exist.
+func foreignKeysHold(ctx context.Context, c *sql.Conn) error {
+	var table, parent string
+	var rowid sql.NullInt64
+	var fkid int
+	err := c.QueryRowContext(ctx, "PRAGMA foreign_key_check").Scan(&table, &rowid, &parent, &fkid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check foreign keys: %w", err)
+	}
+	return fmt.Errorf("row %d of %s refers to a missing row of %s", rowid.Int64, table, parent)
 }
 
 func appliedVersion(ctx context.Context, db interface {

@@ -64,11 +64,11 @@ func (t *tx) AddNotification(ctx context.Context, n store.NewNotification) error
 	return nil
 }
 
-// The claim's queries. INDEXED BY: without statistics SQLite's planner
-// takes notifications_status for both the due rows and the ordering check,
-// sorting every pending row and scanning them again for each one, which is
-// quadratic in the backlog; with these indexes a claim walks the due rows in
-// order and checks each against the few rows of its model.
+// The claim's queries. INDEXED BY: without statistics SQLite's planner may
+// take another index for the due rows or the ordering check, sorting every
+// pending row and scanning them again for each one, which is quadratic in
+// the backlog; with these indexes a claim walks the due rows in order and
+// checks each against the few rows of its model.
 const (
 	anyDueNotificationSQL = `SELECT count(*) FROM (SELECT 1 FROM notifications INDEXED BY notifications_due
 WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1)`
@@ -199,13 +199,25 @@ func (s *Store) ResendNotification(ctx context.Context, id int64, now time.Time)
 	return n, nil
 }
 
+// listNotificationsFrom starts the list's query. Pending rows are found
+// through the due index and sorted: there are as many as the backlog, while
+// the table behind them (delivered rows, newest first, the plan SQLite
+// picks) can be every notification ever sent. The partial index needs its
+// condition written out, not bound.
+func listNotificationsFrom(status string) string {
+	if status == "pending" {
+		return `SELECT ` + notificationColumns + ` FROM notifications INDEXED BY notifications_due WHERE status = 'pending'`
+	}
+	return `SELECT ` + notificationColumns + ` FROM notifications WHERE 1 = 1`
+}
+
 func (s *Store) ListNotifications(ctx context.Context, f store.NotificationFilter) ([]store.Notification, error) {
 	var (
 		q    strings.Builder
 		args []any
 	)
-	q.WriteString(`SELECT ` + notificationColumns + ` FROM notifications WHERE 1 = 1`)
-	if f.Status != "" {
+	q.WriteString(listNotificationsFrom(f.Status))
+	if f.Status != "" && f.Status != "pending" {
 		q.WriteString(` AND status = ?`)
 		args = append(args, f.Status)
 	}

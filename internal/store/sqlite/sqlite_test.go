@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -292,11 +293,18 @@ func TestQueryPlans(t *testing.T) {
 		{"refused deliveries", s.r, "SELECT id FROM deliveries WHERE verified = 0 AND id < ? ORDER BY id DESC LIMIT 50", []any{9}, "INDEX deliveries_refused"},
 		{"deliveries by outcome", s.r, "SELECT id FROM deliveries WHERE outcome = ? ORDER BY id DESC LIMIT 50", []any{"x"}, "INDEX deliveries_outcome"},
 		{"deliveries by model", s.r, "SELECT id FROM deliveries WHERE model_id = ? ORDER BY id DESC LIMIT 50", []any{"m"}, "INDEX deliveries_model"},
+		{"failed notifications", s.r, listNotificationsFrom("failed") + " AND status = ? ORDER BY id DESC LIMIT 50", []any{"failed"}, "INDEX notifications_failed"},
+		{"delivered notifications", s.r, listNotificationsFrom("delivered") + " AND status = ? AND id < ? ORDER BY id DESC LIMIT 50", []any{"delivered", 9}, "SEARCH notifications USING INTEGER PRIMARY KEY"},
 	} {
 		p := plan(tc.db, tc.q, tc.args...)
 		if !strings.Contains(p, tc.want) || strings.Contains(p, "TEMP B-TREE") {
 			t.Errorf("%s: plan %q; want %q and no sort", tc.name, p, tc.want)
 		}
+	}
+	// Pending notifications, as many as the backlog, are sorted after the
+	// due index finds them, not found by a walk of every notification.
+	if p := plan(s.r, listNotificationsFrom("pending")+" AND model_id = ? ORDER BY id DESC LIMIT 50", "m"); !strings.Contains(p, "INDEX notifications_due") {
+		t.Errorf("pending notifications: plan %q; want notifications_due", p)
 	}
 }
 
@@ -552,5 +560,116 @@ func TestTransactionLostToSQLite(t *testing.T) {
 		return tx.InsertModel(ctx, &m)
 	}); err != nil {
 		t.Errorf("Write after the disk-full error: %v", err)
+	}
+}
+
+// A file written by the release before the outbox lost its unused indexes:
+// opening it rebuilds the table and keeps every row, attempt and id.
+func TestUpgradeKeepsNotifications(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "trainhook.db")
+	old, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const before = 5 // the schema version before the rebuild
+	if migrations[before].Name != "0006_notifications_lean.sql" {
+		t.Fatalf("migration %d is %s", before+1, migrations[before].Name)
+	}
+	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT '')`}
+	for _, m := range migrations[:before] {
+		stmts = append(stmts, m.SQL, fmt.Sprintf("INSERT INTO schema_migrations (version) VALUES (%d)", m.Version))
+	}
+	stmts = append(stmts,
+		`INSERT INTO models (id, name, name_fold, status, version) VALUES ('m1', 'one', 'one', 'Ready', 3)`,
+		`INSERT INTO notifications (event_id, model_id, type, sequence, url, model, status, created_at, retry_since, next_attempt_at)
+		 VALUES ('evt_a', 'm1', 'model.training', 2, 'http://127.0.0.1:1/a', '{}', 'delivered', 1, 1, NULL),
+		        ('evt_b', 'm1', 'model.ready', 3, 'http://127.0.0.1:1/a', '{}', 'failed', 2, 2, NULL),
+		        ('evt_c', 'm1', 'model.ready', 3, 'http://127.0.0.1:1/b', '{}', 'pending', 2, 2, 5)`,
+		`INSERT INTO notification_attempts (notification_id, at, status_code) VALUES (1, 10, 200), (2, 11, 500), (2, 12, 500)`,
+		// A row deleted after it was written: its id must not come back.
+		`INSERT INTO notifications (event_id, model_id, type, sequence, url, model, status, created_at, retry_since)
+		 VALUES ('evt_d', 'm1', 'model.ready', 3, 'http://127.0.0.1:1/c', '{}', 'delivered', 3, 3)`,
+		`DELETE FROM notifications WHERE id = 4`,
+	)
+	for _, q := range stmts {
+		if _, err := old.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("open the older file: %v", err)
+	}
+	defer s.Close()
+	if applied, latest, err := s.Migrated(ctx); err != nil || applied != latest {
+		t.Fatalf("Migrated = %d, %d, %v", applied, latest, err)
+	}
+	var ids []string
+	for _, st := range []string{"", "pending", "delivered", "failed"} {
+		ns, err := s.ListNotifications(ctx, store.NotificationFilter{Status: st, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, n := range ns {
+			got = append(got, fmt.Sprintf("%d:%s:%s", n.ID, n.EventID, n.Status))
+		}
+		ids = append(ids, st+"="+strings.Join(got, ","))
+	}
+	want := "=3:evt_c:pending,2:evt_b:failed,1:evt_a:delivered pending=3:evt_c:pending delivered=1:evt_a:delivered failed=2:evt_b:failed"
+	if got := strings.Join(ids, " "); got != want {
+		t.Errorf("after the upgrade:\n got %s\nwant %s", got, want)
+	}
+	if _, as, err := s.GetNotification(ctx, 2); err != nil || len(as) != 2 || as[1].StatusCode != 500 {
+		t.Errorf("attempts of notification 2 after the upgrade: %+v, %v", as, err)
+	}
+	var bad int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM pragma_foreign_key_check").Scan(&bad); err != nil || bad != 0 {
+		t.Errorf("foreign key check after the upgrade: %d violations, %v", bad, err)
+	}
+	var idx string
+	if err := s.r.QueryRowContext(ctx, `SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_schema
+		WHERE type = 'index' AND tbl_name = 'notifications' ORDER BY name)`).Scan(&idx); err != nil ||
+		idx != "notifications_due notifications_failed notifications_model_seq" {
+		t.Errorf("indexes of notifications after the upgrade: %q, %v", idx, err)
+	}
+	// The next row continues after the deleted one, as AUTOINCREMENT promises.
+	err = s.Write(ctx, func(tx store.Tx) error {
+		return tx.AddNotification(ctx, store.NewNotification{EventID: "evt_e", ModelID: "m1", Type: "model.ready",
+			Sequence: 4, At: time.Unix(0, 4), Model: []byte(`{}`), URLs: []string{"http://127.0.0.1:1/a"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := s.ListNotifications(ctx, store.NotificationFilter{Limit: 1}); err != nil || len(ns) != 1 || ns[0].ID != 5 {
+		t.Errorf("first notification after the upgrade: %+v, %v; want id 5", ns, err)
+	}
+}
+
+// A rebuild that would leave a row pointing nowhere is rolled back, and the
+// connection has its foreign keys on again either way.
+func TestRebuildMigrationChecksForeignKeys(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	bad := store.Migration{Version: len(migrations) + 1, Name: "dangling.sql",
+		SQL: rebuildMarker + "\nINSERT INTO notification_attempts (notification_id, at) VALUES (12345, 1);"}
+	err := s.apply(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "row 1 of notification_attempts refers to a missing row of notifications") {
+		t.Errorf("apply a dangling rebuild = %v; want the row it found", err)
+	}
+	var n, fk int
+	if err := s.wc.QueryRowContext(ctx, "SELECT count(*) FROM notification_attempts").Scan(&n); err != nil || n != 0 {
+		t.Errorf("attempts after the failed migration: %d, %v; want it rolled back", n, err)
+	}
+	if err := s.wc.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys after the failed migration = %d, %v; want 1", fk, err)
+	}
+	if applied, _, err := s.Migrated(ctx); err != nil || applied != len(migrations) {
+		t.Errorf("schema version after the failed migration = %d, %v", applied, err)
 	}
 }
