@@ -63,8 +63,25 @@ func TestRunPrunesPeriodically(t *testing.T) {
 		if _, err := tx.ClaimWebhookID(ctx, "msg_old", old); err != nil {
 			return err
 		}
-		return tx.HoldObservation(ctx, training.Observation{TrainingID: "tr-nobody", Remote: "starting", Source: training.SourceWebhook, At: old})
+		if err := tx.HoldObservation(ctx, training.Observation{TrainingID: "tr-nobody", Remote: "starting", Source: training.SourceWebhook, At: old}); err != nil {
+			return err
+		}
+		m := training.Model{ID: training.NewID(old), Name: "notified long ago", Status: training.Ready, CreatedAt: old}
+		if err := tx.InsertModel(ctx, &m); err != nil {
+			return err
+		}
+		return tx.AddNotification(ctx, store.NewNotification{EventID: "evt_old", ModelID: m.ID, Type: "model.ready", Sequence: 1,
+			At: old, Model: []byte(`{}`), URLs: []string{"http://127.0.0.1:9/hook"}})
 	}); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered long ago: retention takes it with the deliveries.
+	ns, err := a.Store.ClaimNotifications(ctx, old, old.Add(time.Minute), 10)
+	if err != nil || len(ns) != 1 {
+		t.Fatalf("claim the old notification: %v, %v", ns, err)
+	}
+	if err := a.Store.FinishNotification(ctx, ns[0].ID, ns[0].Lease, store.NotificationResult{Status: store.NotifyDelivered,
+		Attempt: store.NotificationAttempt{At: old, StatusCode: 200}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -76,13 +93,16 @@ func TestRunPrunesPeriodically(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ds) == 0 && a.pruneMetrics.rows.Value("held") == 1 {
+		if len(ds) == 0 && a.pruneMetrics.rows.Value("held") == 1 && a.pruneMetrics.rows.Value("notifications") == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("old rows not pruned within 10s: %d deliveries left; log:\n%s", len(ds), logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if ns, err := a.Store.ListNotifications(ctx, store.NotificationFilter{Limit: 10}); err != nil || len(ns) != 0 {
+		t.Errorf("notifications after the prunes: %d, %v; want the old delivered one gone", len(ns), err)
 	}
 	// A few more rounds with nothing to do.
 	for a.pruneMetrics.runs.Value("ok") < 3 && time.Now().Before(deadline) {
@@ -122,10 +142,10 @@ func TestRetentionPolicy(t *testing.T) {
 	}{
 		{"defaults", config.Config{Retention: 30 * day, RefusedRetention: 7 * day, RefusedMax: 100000}, store.PrunePolicy{
 			VerifiedBefore: now.Add(-30 * day), RefusedBefore: now.Add(-7 * day), RefusedKeep: 100000,
-			ClaimsBefore: now.Add(-30 * day), HeldBefore: now.Add(-30 * day)}},
+			ClaimsBefore: now.Add(-30 * day), HeldBefore: now.Add(-30 * day), NotificationsBefore: now.Add(-30 * day)}},
 		{"short retention keeps claims and held reports 3 days", config.Config{Retention: time.Hour, RefusedRetention: time.Hour}, store.PrunePolicy{
 			VerifiedBefore: now.Add(-time.Hour), RefusedBefore: now.Add(-time.Hour),
-			ClaimsBefore: now.Add(-MinClaimRetention), HeldBefore: now.Add(-MinClaimRetention)}},
+			ClaimsBefore: now.Add(-MinClaimRetention), HeldBefore: now.Add(-MinClaimRetention), NotificationsBefore: now.Add(-time.Hour)}},
 		{"everything off", config.Config{}, store.PrunePolicy{}},
 		{"verified off, refused on", config.Config{RefusedRetention: 7 * day}, store.PrunePolicy{RefusedBefore: now.Add(-7 * day)}},
 	} {

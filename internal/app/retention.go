@@ -43,9 +43,11 @@ const (
 
 // RetentionPolicy is what a prune at now deletes under cfg: verified
 // deliveries after TRAINHOOK_RETENTION, refused ones after
-// TRAINHOOK_REFUSED_RETENTION and beyond TRAINHOOK_REFUSED_MAX, and
-// webhook-id claims and held reports after TRAINHOOK_RETENTION but never
-// within MinClaimRetention. A retention that is off keeps its rows.
+// TRAINHOOK_REFUSED_RETENTION and beyond TRAINHOOK_REFUSED_MAX, delivered
+// and failed notifications (with their attempts) after TRAINHOOK_RETENTION,
+// and webhook-id claims and held reports after TRAINHOOK_RETENTION but never
+// within MinClaimRetention. A retention that is off keeps its rows; a
+// pending notification is kept until it is delivered or fails.
 //
 // Held reports follow the verified deliveries they came from: a report held
 // for a training id that no model claimed in that time is most likely about
@@ -61,6 +63,7 @@ func RetentionPolicy(cfg config.Config, now time.Time) store.PrunePolicy {
 		p.VerifiedBefore = now.Add(-cfg.Retention)
 		p.ClaimsBefore = now.Add(-max(cfg.Retention, MinClaimRetention))
 		p.HeldBefore = p.ClaimsBefore
+		p.NotificationsBefore = p.VerifiedBefore
 	}
 	return p
 }
@@ -75,7 +78,7 @@ type pruneMetrics struct {
 func newPruneMetrics(r *metrics.Registry) *pruneMetrics {
 	return &pruneMetrics{
 		rows: r.NewCounter("trainhook_pruned_rows_total", "Rows deleted by retention, by kind: verified_deliveries, refused_deliveries (past TRAINHOOK_REFUSED_RETENTION), "+
-			"refused_over_cap (beyond TRAINHOOK_REFUSED_MAX), webhook_ids, held.", "kind"),
+			"refused_over_cap (beyond TRAINHOOK_REFUSED_MAX), webhook_ids, held, notifications.", "kind"),
 		bytes: r.NewCounter("trainhook_pruned_payload_bytes_total", "Delivery payload bytes deleted by retention."),
 		runs:  r.NewCounter("trainhook_prune_runs_total", "Retention prunes, by outcome: ok or error.", "outcome"),
 	}
@@ -92,7 +95,7 @@ func (a *App) Prune(ctx context.Context, now time.Time) (store.Pruned, error) {
 	m := a.pruneMetrics
 	for kind, n := range map[string]int64{
 		"verified_deliveries": got.Verified, "refused_deliveries": got.Refused, "refused_over_cap": got.RefusedOver,
-		"webhook_ids": got.Claims, "held": got.Held,
+		"webhook_ids": got.Claims, "held": got.Held, "notifications": got.Notifications,
 	} {
 		if n > 0 {
 			m.rows.Add(n, kind)
@@ -103,7 +106,7 @@ func (a *App) Prune(ctx context.Context, now time.Time) (store.Pruned, error) {
 	}
 	attrs := []any{
 		"verified_deliveries", got.Verified, "refused_deliveries", got.Refused, "refused_over_cap", got.RefusedOver,
-		"payload_bytes", got.PayloadBytes, "webhook_ids", got.Claims, "held", got.Held,
+		"payload_bytes", got.PayloadBytes, "webhook_ids", got.Claims, "held", got.Held, "notifications", got.Notifications,
 		"batches", got.Batches, "duration", time.Since(began).Round(time.Millisecond),
 	}
 	if got.Held > 0 {

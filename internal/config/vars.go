@@ -91,8 +91,9 @@ var table = []Var{
 	{Name: EnvSecretKey, Secret: true, Description: "Key for per-model webhook tokens, at least 32 characters (for example: openssl rand -base64 32). " +
 		"Unset: trainhook generates one and keeps it in the database."},
 	{Name: EnvRetention, Default: "30d", Description: "How long verified webhook deliveries, payloads included, are kept: days such as 30d, " +
-		"a Go duration such as 72h (at least 1h), or off to keep them forever. Webhook-id claims (which make a repeated delivery a duplicate) " +
-		"and early reports held for unknown training ids go after it too, but never within 3 days. Models and their history are never deleted."},
+		"a Go duration such as 72h (at least 1h), or off to keep them forever. Delivered and failed notifications to your app, with their attempts, " +
+		"go after it too (pending ones stay until they are delivered or fail); so do webhook-id claims (which make a repeated delivery a duplicate) " +
+		"and early reports held for unknown training ids, but never within 3 days. Models and their history are never deleted."},
 	{Name: EnvRefusedRetention, Default: "7d", Description: "How long refused deliveries (bad or missing signature; at most 4 KiB of body each) " +
 		"are kept: days, a Go duration of at least 1h, or off."},
 	{Name: EnvRefusedMax, Default: "100000", Description: "Most refused deliveries kept, whatever their age: beyond it the oldest are deleted " +

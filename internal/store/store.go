@@ -147,6 +147,9 @@ type PrunePolicy struct {
 	ClaimsBefore time.Time
 	// HeldBefore: held observations (HoldObservation) received before it.
 	HeldBefore time.Time
+	// NotificationsBefore: delivered and failed notifications created
+	// before it, with their attempts. Pending ones are kept, however old.
+	NotificationsBefore time.Time
 	// BatchRows bounds the rows one transaction deletes (0:
 	// DefaultPruneRows); BatchBytes bounds the delivery payload bytes (0:
 	// DefaultPruneBytes), though a batch always deletes at least one row.
@@ -168,12 +171,13 @@ func (p PrunePolicy) Batch() (rows int, bytes int64) {
 
 // Pruned is what one Prune deleted.
 type Pruned struct {
-	Verified     int64 // verified deliveries
-	Refused      int64 // refused deliveries older than RefusedBefore
-	RefusedOver  int64 // refused deliveries beyond RefusedKeep
-	PayloadBytes int64 // delivery payload bytes among them, as stored (a store may compress them)
-	Claims       int64 // webhook-id claims
-	Held         int64 // held observations
+	Verified      int64 // verified deliveries
+	Refused       int64 // refused deliveries older than RefusedBefore
+	RefusedOver   int64 // refused deliveries beyond RefusedKeep
+	PayloadBytes  int64 // delivery payload bytes among them, as stored (a store may compress them)
+	Claims        int64 // webhook-id claims
+	Held          int64 // held observations
+	Notifications int64 // delivered and failed notifications
 	// HeldTrainingIDs are the distinct training ids of the held
 	// observations deleted, at most MaxPrunedHeldIDs of them, for the log.
 	HeldTrainingIDs []string
@@ -197,4 +201,6 @@ func (p *Pruned) AddHeldIDs(ids ...string) {
 }
 
 // Total is the number of rows deleted.
-func (p Pruned) Total() int64 { return p.Verified + p.Refused + p.RefusedOver + p.Claims + p.Held }
+func (p Pruned) Total() int64 {
+	return p.Verified + p.Refused + p.RefusedOver + p.Claims + p.Held + p.Notifications
+}

@@ -67,6 +67,24 @@ SELECT count(*) FROM gone`
 	SELECT id FROM held WHERE at < $1 ORDER BY at, id LIMIT $2 FOR UPDATE SKIP LOCKED
 )
 DELETE FROM held h USING old WHERE h.id = old.id RETURNING h.training_id`
+
+	// pruneNotifications deletes finished notifications, oldest first, up
+	// to the first one created at or after the cutoff, with their attempts.
+	// The outbox has no index on its creation time (one more to write in
+	// every delivery's transaction); ids follow commit order closely, so
+	// the walk from the lowest id ends at the first new row, and a row that
+	// committed out of order goes at a later prune.
+	pruneNotifications = `WITH bound AS (
+	SELECT coalesce((SELECT id FROM notifications WHERE created_at >= $1 ORDER BY id LIMIT 1), 9223372036854775807) AS id
+), old AS (
+	SELECT n.id FROM notifications n, bound WHERE n.id < bound.id AND n.status <> 'pending'
+	ORDER BY n.id LIMIT $2 FOR UPDATE OF n SKIP LOCKED
+), attempts AS (
+	DELETE FROM notification_attempts a USING old WHERE a.notification_id = old.id
+), gone AS (
+	DELETE FROM notifications n USING old WHERE n.id = old.id RETURNING 1
+)
+SELECT count(*) FROM gone`
 )
 
 // Prune deletes old rows in batches; see the statements above.
@@ -151,6 +169,22 @@ func (s *Store) Prune(ctx context.Context, p store.PrunePolicy) (store.Pruned, e
 			out.Held += int64(len(ids))
 			out.AddHeldIDs(ids...)
 			if len(ids) < rows {
+				break
+			}
+		}
+	}
+	if !p.NotificationsBefore.IsZero() {
+		for {
+			if err := ctx.Err(); err != nil {
+				return out, fmt.Errorf("prune notifications: %w", err)
+			}
+			var n int64
+			if err := s.pool.QueryRow(ctx, pruneNotifications, p.NotificationsBefore, rows).Scan(&n); err != nil {
+				return out, fmt.Errorf("prune notifications on %s: %w", s.desc, err)
+			}
+			out.Batches++
+			out.Notifications += n
+			if n < int64(rows) {
 				break
 			}
 		}

@@ -113,7 +113,65 @@ WHERE verified = 1 AND received_at < ? ORDER BY received_at LIMIT ?`, cutoff(p.V
 			return out, err
 		}
 	}
+	if !p.NotificationsBefore.IsZero() {
+		err := s.pruneLoop(ctx, &out, "notifications", func(t *tx) (pruneBatch, error) {
+			return t.deleteNotifications(ctx, cutoff(p.NotificationsBefore), rows)
+		}, func(b pruneBatch) { out.Notifications += b.rows })
+		if err != nil {
+			return out, err
+		}
+	}
 	return out, nil
+}
+
+// pruneNotificationsSQL selects finished notifications, oldest first, up to
+// the first one created at or after the cutoff. The outbox has no index on
+// its creation time (one more b-tree to write in every delivery's
+// transaction), but ids follow commit order, so the walk from the lowest id
+// ends at the first new row instead of reading the whole table; a row that
+// committed out of order goes at a later prune.
+const pruneNotificationsSQL = `SELECT id FROM notifications
+WHERE id < coalesce((SELECT id FROM notifications WHERE created_at >= ?1 ORDER BY id LIMIT 1), 9223372036854775807)
+  AND status <> 'pending'
+ORDER BY id LIMIT ?2`
+
+// deleteNotifications deletes a batch of finished notifications created
+// before cutoff, with their attempts.
+func (t *tx) deleteNotifications(ctx context.Context, cutoff int64, rows int) (pruneBatch, error) {
+	c, err := t.pruneCtx(ctx)
+	if err != nil {
+		return pruneBatch{}, err
+	}
+	rs, err := t.s.wc.QueryContext(c, pruneNotificationsSQL, cutoff, rows)
+	if err != nil {
+		return pruneBatch{}, t.failed(err)
+	}
+	var ids []any
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			rs.Close()
+			return pruneBatch{}, err
+		}
+		ids = append(ids, id)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return pruneBatch{}, t.failed(err)
+	}
+	if len(ids) == 0 {
+		return pruneBatch{}, nil
+	}
+	in := "(?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	if _, err := t.s.wc.ExecContext(c, "DELETE FROM notification_attempts WHERE notification_id IN "+in, ids...); err != nil {
+		return pruneBatch{}, t.failed(err)
+	}
+	res, err := t.s.wc.ExecContext(c, "DELETE FROM notifications WHERE id IN "+in, ids...)
+	if err != nil {
+		return pruneBatch{}, t.failed(err)
+	}
+	n, err := res.RowsAffected()
+	return pruneBatch{rows: n, more: len(ids) == rows}, err
 }
 
 // pruneBatch is what one batch deleted.

@@ -334,3 +334,48 @@ func incompressible(n int, seed uint64) []byte {
 	}
 	return b
 }
+
+// testPruneNotifications: delivered and failed notifications go after the
+// cutoff with their attempts; a pending one stays however old, and so does
+// every newer row.
+func testPruneNotifications(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ms := make([]training.Model, 4)
+	for i := range ms {
+		ms[i] = minimalModel(newID(i + 1))
+		insert(t, s, &ms[i])
+	}
+	addEvent(t, s, event(ms[0].ID, "evt_old_delivered", "model.ready", -40*day, urlA))
+	addEvent(t, s, event(ms[1].ID, "evt_old_failed", "model.failed", -40*day, urlA))
+	addEvent(t, s, event(ms[2].ID, "evt_old_pending", "model.ready", -40*day, urlA))
+	addEvent(t, s, event(ms[3].ID, "evt_new_delivered", "model.ready", -time.Hour, urlA))
+	now := at(0)
+	byEvent := map[string]store.Notification{}
+	for _, n := range claimN(t, s, now, time.Minute, 10) {
+		byEvent[n.EventID] = n
+	}
+	if len(byEvent) != 4 {
+		t.Fatalf("claimed %d notifications, want 4", len(byEvent))
+	}
+	finish(t, s, byEvent["evt_old_delivered"], store.NotifyDelivered, now, time.Time{})
+	finish(t, s, byEvent["evt_old_failed"], store.NotifyFailed, now, time.Time{})
+	finish(t, s, byEvent["evt_old_pending"], store.NotifyPending, now, at(day))
+	finish(t, s, byEvent["evt_new_delivered"], store.NotifyDelivered, now, time.Time{})
+
+	policy := store.PrunePolicy{NotificationsBefore: at(-30 * day), BatchRows: 1}
+	checkPruned(t, "first prune", prune(t, s, policy), store.Pruned{Notifications: 2})
+	for ev, gone := range map[string]bool{"evt_old_delivered": true, "evt_old_failed": true, "evt_old_pending": false, "evt_new_delivered": false} {
+		n, attempts, err := s.GetNotification(ctx, byEvent[ev].ID)
+		switch {
+		case gone && !errors.Is(err, store.ErrNotFound):
+			t.Errorf("%s after the prune: %+v, %v; want ErrNotFound", ev, n, err)
+		case !gone && (err != nil || len(attempts) != 1 || n.EventID != ev):
+			t.Errorf("%s after the prune: %+v, %d attempts, %v; want it kept with its attempt", ev, n, len(attempts), err)
+		}
+	}
+	checkPruned(t, "second prune", prune(t, s, policy), store.Pruned{})
+	// The pending one is still sent when it is due.
+	if got := claimN(t, s, at(2*day), time.Minute, 10); len(got) != 1 || got[0].EventID != "evt_old_pending" {
+		t.Errorf("claim after the prunes = %v, want evt_old_pending", eventIDs(got))
+	}
+}

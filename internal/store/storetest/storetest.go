@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PruneRefusedCap", testPruneRefusedCap},
 		{"PruneConcurrent", testPruneConcurrent},
 		{"PruneCanceled", testPruneCanceled},
+		{"PruneNotifications", testPruneNotifications},
 		{"NotificationWrittenWithTheChange", testNotificationAtomic},
 		{"NotificationSequence", testNotificationSequence},
 		{"NotificationClaimLease", testNotificationClaim},
