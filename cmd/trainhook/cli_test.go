@@ -92,6 +92,7 @@ func TestCLIAgainstServer(t *testing.T) {
 		"webhook send":                       testWebhookSend,
 		"webhook send refusals":              testWebhookSendRefused,
 		"doctor healthy":                     testDoctorHealthy,
+		"doctor notify":                      testDoctorNotify,
 		"doctor redirect":                    testDoctorRedirect,
 		"doctor wrong key":                   testDoctorWrongKey,
 		"doctor 413 in front":                testDoctorBodyLimit,

@@ -20,6 +20,7 @@ import (
 	"github.com/trainhook/trainhook/internal/apiclient"
 	"github.com/trainhook/trainhook/internal/config"
 	"github.com/trainhook/trainhook/internal/fakereplicate"
+	"github.com/trainhook/trainhook/internal/notify"
 	"github.com/trainhook/trainhook/internal/replicate"
 	"github.com/trainhook/trainhook/internal/store/postgres"
 	"github.com/trainhook/trainhook/internal/store/sqlite"
@@ -203,6 +204,7 @@ func (d *doctor) run(ctx context.Context) {
 	d.checkDelivery(ctx)
 	d.checkLargeDelivery(ctx)
 	d.checkDatabase(ctx)
+	d.checkNotify(ctx)
 	d.checkMode()
 }
 
@@ -220,6 +222,7 @@ const (
 	titleDelivery   = "Signed test delivery accepted"
 	titleLarge      = "5 MiB delivery accepted"
 	titleDatabase   = "Database reachable and migrated"
+	titleNotify     = "Notification URLs accept connections"
 	titleMode       = "Mode"
 )
 
@@ -795,6 +798,34 @@ func (d *doctor) checkPostgres(ctx context.Context) {
 	default:
 		d.pass("database", titleDatabase, fmt.Sprintf("%s: PostgreSQL, schema version %d (up to date)", where, applied))
 	}
+}
+
+// checkNotify connects to each TRAINHOOK_NOTIFY_URL, as serve does at start;
+// it sends nothing, so the app sees no event it did not cause.
+func (d *doctor) checkNotify(ctx context.Context) {
+	switch {
+	case d.bad(config.EnvNotifyURL, config.EnvNotifySecret, config.EnvNotifyEvents, config.EnvNotifyAllowedOrigins, config.EnvNotifyRetryFor):
+		d.skip("notify", titleNotify, "the notification settings are invalid (see Configuration)")
+		return
+	case len(d.cfg.Notify.URLs) == 0:
+		d.skip("notify", titleNotify, "TRAINHOOK_NOTIFY_URL is not set: your app is not told when a model changes (see docs/notifications.md)")
+		return
+	}
+	bad := notify.Probe(ctx, d.cfg.Notify.URLs, d.timeout)
+	if len(bad) == 0 {
+		d.pass("notify", titleNotify, fmt.Sprintf("connected to %s; events %s, signed with the key of fingerprint %s",
+			strings.Join(d.cfg.Notify.URLs, ", "), strings.Join(d.cfg.Notify.Events, ","), strings.Join(d.cfg.Notify.Keys.Fingerprints(), ", ")))
+		return
+	}
+	var lines []string
+	for _, u := range d.cfg.Notify.URLs {
+		if err, ok := bad[u]; ok {
+			lines = append(lines, u+": "+err.Error())
+		}
+	}
+	d.warn("notify", titleNotify, strings.Join(lines, "\n"),
+		fmt.Sprintf("start your app or correct TRAINHOOK_NOTIFY_URL; until a URL accepts them its notifications wait, retried for %s (TRAINHOOK_NOTIFY_RETRY_FOR), then fail ('trainhook notifications resend ID' sends one again)",
+			humanDuration(d.cfg.Notify.RetryFor)))
 }
 
 func (d *doctor) checkMode() {

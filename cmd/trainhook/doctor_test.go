@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,7 +82,8 @@ func testDoctorHealthy(t *testing.T, s *stack) {
 	expectCheck(t, out, "✔", titleLarge, "a 5.0 MiB delivery was accepted")
 	expectCheck(t, out, "✔", titleDatabase, s.db, fmt.Sprintf("schema version %d (up to date)", latestSchema(t, "sqlite")))
 	expectCheck(t, out, "✔", titleMode, "webhook mode: APP_URL is "+s.srv.url)
-	mustContain(t, "summary", out, "12 passed, 1 warning, 0 failed, 0 skipped")
+	expectCheck(t, out, "–", titleNotify, "TRAINHOOK_NOTIFY_URL is not set")
+	mustContain(t, "summary", out, "12 passed, 1 warning, 0 failed, 1 skipped")
 	env := cleanEnv(s.serverEnv...)
 	if code, out, _ := runCLI(t, env, "doctor", "--strict", "--timeout", "3s"); code != 1 || !strings.Contains(out, "1 warning") {
 		t.Errorf("doctor --strict with a warning: exit %d, want 1\n%s", code, out)
@@ -111,14 +113,14 @@ func testDoctorJSON(t *testing.T, s *stack) {
 	want := map[string]string{
 		"config": "pass", "app_url": "warn", "public_host": "pass", "webhook_url": "pass", "replicate_token": "pass",
 		"signing_key": "pass", "account_key": "pass", "reachable": "fail", "redirect": "skip", "delivery": "skip",
-		"large_delivery": "skip", "database": "pass", "mode": "pass",
+		"large_delivery": "skip", "database": "pass", "notify": "skip", "mode": "pass",
 	}
 	for id, st := range want {
 		if got[id] != st {
 			t.Errorf("check %s is %q, want %q", id, got[id], st)
 		}
 	}
-	if r.Failed != 1 || r.Warnings != 1 || r.Skipped != 3 || r.Passed != 8 {
+	if r.Failed != 1 || r.Warnings != 1 || r.Skipped != 4 || r.Passed != 8 {
 		t.Errorf("counts passed %d, warnings %d, failed %d, skipped %d", r.Passed, r.Warnings, r.Failed, r.Skipped)
 	}
 }
@@ -216,6 +218,36 @@ func testDoctorUnreachable(t *testing.T, s *stack) {
 	expectCheck(t, out, "–", titleRedirect, "skipped: the endpoint is not reachable")
 	expectCheck(t, out, "–", titleDelivery, "skipped: the endpoint is not reachable")
 	expectCheck(t, out, "–", titleLarge, "skipped: the endpoint is not reachable")
+}
+
+// Notification URLs: doctor connects to each, sends nothing, and warns of
+// one that refuses, saying what happens to its notifications meanwhile.
+func testDoctorNotify(t *testing.T, s *stack) {
+	const secret = "whsec_dHJhaW5ob29rLWRvY3Rvci1ub3RpZnkyNA=="
+	var posts atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { posts.Add(1) }))
+	defer app.Close()
+	closed := "http://" + apptest.FreeAddr(t) + "/hooks"
+	code, out := s.doctor(t, "TRAINHOOK_NOTIFY_URL="+app.URL+"/hooks", "TRAINHOOK_NOTIFY_SECRET="+secret)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	expectCheck(t, out, "✔", titleNotify, "connected to "+app.URL+"/hooks", "events model.ready,model.failed,model.canceled", "fingerprint")
+	code, out = s.doctor(t, "TRAINHOOK_NOTIFY_URL="+app.URL+"/hooks,"+closed, "TRAINHOOK_NOTIFY_SECRET="+secret, "TRAINHOOK_NOTIFY_RETRY_FOR=2h")
+	if code != 0 {
+		t.Fatalf("exit %d: an unreachable notification URL is a warning\n%s", code, out)
+	}
+	expectCheck(t, out, "⚠", titleNotify, closed+": cannot connect to", "connection refused",
+		"fix: start your app or correct TRAINHOOK_NOTIFY_URL", "retried for 2h00m (TRAINHOOK_NOTIFY_RETRY_FOR)")
+	if strings.Contains(checkBlock(t, out, "⚠", titleNotify), app.URL+"/hooks:") {
+		t.Errorf("the reachable URL is listed among the unreachable:\n%s", out)
+	}
+	// A URL without its secret is a configuration error, not probed.
+	_, out = s.doctor(t, "TRAINHOOK_NOTIFY_URL="+app.URL+"/hooks")
+	expectCheck(t, out, "–", titleNotify, "the notification settings are invalid")
+	if n := posts.Load(); n != 0 {
+		t.Errorf("doctor sent %d requests to the notification URL; it should only connect", n)
+	}
 }
 
 // The simulator accepts only its own token.
