@@ -21,7 +21,14 @@ const applyWorkers = 16
 // A tick makes at most tickCalls calls for pages and GETs, and at least a
 // fifth of them for GETs, so trainings the pages do not reach are not
 // starved; it returns the trainings it had no calls left for.
-func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, running []training.Model) []training.Model {
+//
+// With a full claim (rolling) the pages are read from where the last
+// tick's sweep stopped, down through the trainings in flight, and then
+// from the top again: with more in flight than a tick's pages cover, a
+// sweep from the top each tick would read the same pages over and over and
+// rarely reach the rest. Every training in flight that changed is applied
+// from the page it is on, claimed or not, so each is seen once a round.
+func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, running []training.Model, rolling bool) []training.Model {
 	if len(running) == 0 {
 		return nil
 	}
@@ -54,9 +61,25 @@ func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, r
 		if p.o.MaxListPages > 0 {
 			maxPages = p.o.MaxListPages
 		}
-		pages, found = p.sweep(ctx, scan, running, maxPages, func(m training.Model, t replicate.Training) {
+		var (
+			src  pager = scan
+			roll *pageReader
+		)
+		if rolling {
+			roll = &pageReader{list: p.listTrainings}
+			if p.roll != "" && time.Since(p.rollAt) < rollFor {
+				roll.next = p.roll
+			}
+			src = roll
+		}
+		var cut bool
+		pages, found, cut = p.sweep(ctx, src, running, maxPages, rolling, func(m training.Model, t replicate.Training) {
 			jobs <- job{m: m, listed: &t}
 		})
+		p.roll = ""
+		if roll != nil && cut {
+			p.roll, p.rollAt = roll.next, time.Now()
+		}
 	}
 	getsLeft := max(calls-pages, calls/5, 1)
 	var left []training.Model
@@ -77,6 +100,40 @@ func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, r
 	close(jobs)
 	wg.Wait()
 	return left
+}
+
+// pager is what a sweep reads: a TrainingScan from the top of the list,
+// which recoveries share, or a rolling sweep's pageReader.
+type pager interface {
+	Results() []replicate.Training
+	More(ctx context.Context) ([]replicate.Training, error)
+	Done() bool
+}
+
+// pageReader reads the list from a given page on, for a rolling sweep. It
+// keeps only its place: what it reads is applied at once.
+type pageReader struct {
+	list func(ctx context.Context, pageURL string) (replicate.Page, error)
+	next string // "" reads the first page
+	end  bool
+	err  error
+}
+
+func (r *pageReader) Results() []replicate.Training { return nil }
+
+func (r *pageReader) Done() bool { return r.end || r.err != nil }
+
+func (r *pageReader) More(ctx context.Context) ([]replicate.Training, error) {
+	if r.Done() {
+		return nil, r.err
+	}
+	pg, err := r.list(ctx, r.next)
+	if err != nil {
+		r.err = err
+		return nil, err
+	}
+	r.next, r.end = pg.Next, pg.Next == ""
+	return pg.Results, nil
 }
 
 // fetch checks one training with a GET.

@@ -39,6 +39,8 @@ func (s *dueService) Observe(context.Context, training.Observation) (service.Res
 	return service.Result{}, nil
 }
 
+func (s *dueService) InFlight(context.Context, []string) ([]training.Model, error) { return nil, nil }
+
 func (s *dueService) Reschedule(_ context.Context, _ string, at time.Time) error {
 	s.rescheduled = at
 	return nil

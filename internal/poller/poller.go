@@ -35,6 +35,9 @@ type Service interface {
 	// TrainingNotFound records a 404 for m's training and fails the model
 	// once the 404s have lasted the service's grace period.
 	TrainingNotFound(ctx context.Context, m training.Model, retryAt time.Time) (failed bool, err error)
+	// InFlight returns the models of the given training ids that are not
+	// final, claimed or not: a list page's news of them is applied too.
+	InFlight(ctx context.Context, trainingIDs []string) ([]training.Model, error)
 }
 
 var _ Service = (*service.Service)(nil)
@@ -112,7 +115,19 @@ type Poller struct {
 	// uses it, and ticks do not overlap.
 	kept   *service.TrainingScan
 	keptAt time.Time
+
+	// roll is where a rolling sweep stopped (the next page's URL), when
+	// more trainings are in flight than one tick's pages cover: the next
+	// tick reads on from there instead of from the top, so that every page
+	// of the trainings in flight is read once per round. Only RunOnce uses
+	// it.
+	roll   string
+	rollAt time.Time
 }
+
+// rollFor is how long a rolling sweep's place is kept between ticks; after
+// a longer pause the next sweep starts again from the top.
+const rollFor = 2 * time.Minute
 
 // New returns a poller with defaults filled in.
 func New(o Options) *Poller {
@@ -232,7 +247,8 @@ func (p *Poller) RunOnce(ctx context.Context) (int, error) {
 	if len(running) >= p.o.ListThreshold || len(starts) > 0 {
 		scan = service.NewTrainingScan(p.listTrainings)
 	}
-	left := p.checkRunning(ctx, scan, running)
+	// A full claim: more are due than one tick's pages may cover.
+	left := p.checkRunning(ctx, scan, running, len(due) >= p.o.Batch)
 	if len(left) > 0 && ctx.Err() == nil {
 		// Due again at once: the next tick, paced to the budget, goes on
 		// with them first (oldest due).

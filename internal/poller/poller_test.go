@@ -101,6 +101,7 @@ func (f *fakeAPI) ListTrainings(_ context.Context, page string) (replicate.Page,
 type fakeService struct {
 	mu          sync.Mutex
 	due         []training.Model
+	tracked     map[string]training.Model // in flight, not claimed
 	observed    map[string]string
 	rescheduled map[string]time.Time
 }
@@ -151,6 +152,19 @@ func (f *fakeService) ReleaseClaims(_ context.Context, ms []training.Model, _ ti
 // 404s have lasted its grace period.
 func (f *fakeService) TrainingNotFound(ctx context.Context, m training.Model, retryAt time.Time) (bool, error) {
 	return false, f.Reschedule(ctx, m.ID, retryAt)
+}
+
+// InFlight returns the models of tracked among ids.
+func (f *fakeService) InFlight(_ context.Context, ids []string) ([]training.Model, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []training.Model
+	for _, id := range ids {
+		if m, ok := f.tracked[id]; ok {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 func setup(n, due int) (*fakeAPI, *fakeService) {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/trainhook/trainhook/internal/replicate"
-	"github.com/trainhook/trainhook/internal/service"
 	"github.com/trainhook/trainhook/internal/training"
 )
 
@@ -17,9 +16,20 @@ import (
 // worthReading); past that oldest creation (trainings created before they
 // were registered, or clocks that disagree) it reads on while that is
 // cheaper than GETs of those still unseen. A claimed training the pages do not reach is
-// fetched by itself. It returns the pages it read and the training ids it
-// handed over.
-func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []training.Model, maxPages int, found func(training.Model, replicate.Training)) (int, map[string]bool) {
+// fetched by itself.
+//
+// Every page also brings news of trainings in flight that were not
+// claimed (due later, or beyond the claim): each whose listed status
+// differs from the model's is handed to found too, so a training that
+// finished is applied from the first page that shows it.
+//
+// A rolling sweep (more due than one tick covers) reads on whatever it has
+// found, until maxPages or, past the oldest claimed creation, until two
+// pages in a row hold no training in flight: the end of those in flight.
+//
+// It returns the pages it read, the training ids it handed over, and
+// whether it stopped at maxPages with more of the list to read.
+func (p *Poller) sweep(ctx context.Context, scan pager, due []training.Model, maxPages int, rolling bool, found func(training.Model, replicate.Training)) (int, map[string]bool, bool) {
 	want := make(map[string]training.Model, len(due))
 	var l listed
 	l.target = due[0].CreatedAt
@@ -31,8 +41,10 @@ func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []tr
 	}
 	handed := make(map[string]bool, len(due))
 	seen := make(map[string]bool, len(due)) // on a page, complete or not
+	news := 0
 	match := func(ts []replicate.Training) {
-		l.lastFound = 0
+		l.lastFound, l.lastInFlight = 0, 0
+		var others []string
 		for _, t := range ts {
 			m, ok := want[t.ID]
 			if ok && !seen[t.ID] {
@@ -42,6 +54,9 @@ func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []tr
 			if ok && !handed[t.ID] && complete(t) {
 				handed[t.ID] = true
 				found(m, t)
+			}
+			if !ok && !handed[t.ID] {
+				others = append(others, t.ID)
 			}
 			l.read++
 			if t.CreatedAt == nil {
@@ -54,12 +69,43 @@ func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []tr
 				l.oldest = *t.CreatedAt
 			}
 		}
+		l.lastInFlight = l.lastFound
+		if len(others) == 0 || ctx.Err() != nil {
+			return
+		}
+		ms, err := p.o.Service.InFlight(ctx, others)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.o.Log.Warn("poller: could not look up the trainings of a list page; they are checked when due", "err", err)
+			}
+			return
+		}
+		listed := make(map[string]replicate.Training, len(others))
+		for _, t := range ts {
+			listed[t.ID] = t
+		}
+		for _, m := range ms {
+			t := listed[m.TrainingID]
+			l.lastInFlight++
+			if t.Status != string(m.RemoteStatus) && complete(t) && !handed[t.ID] {
+				handed[t.ID] = true
+				news++
+				found(m, t)
+			}
+		}
 	}
 	// Pages a previous reader of the scan read count too.
 	match(scan.Results())
-	pages := 0
-	for pages < maxPages && len(seen) < len(want) && !scan.Done() && ctx.Err() == nil {
-		if (pages > 0 || l.read > 0) && !l.worthReading(len(want)-len(seen), pages) {
+	pages, empty := 0, 0
+	for pages < maxPages && !scan.Done() && ctx.Err() == nil {
+		if rolling {
+			if empty >= 2 {
+				p.o.Log.Debug("poller: rolling sweep read past the trainings in flight", "pages", pages)
+				break
+			}
+		} else if len(seen) >= len(want) {
+			break
+		} else if (pages > 0 || l.read > 0) && !l.worthReading(len(want)-len(seen), pages) {
 			p.o.Log.Debug("poller: the list pages left would cost more than GETs of the trainings not found", "pages", pages, "left", len(want)-len(handed))
 			break
 		}
@@ -72,14 +118,23 @@ func (p *Poller) sweep(ctx context.Context, scan *service.TrainingScan, due []tr
 		}
 		pages++
 		match(pg)
+		if l.lastInFlight == 0 && !l.oldest.After(l.target) {
+			empty++
+		} else {
+			empty = 0
+		}
 	}
-	return pages, handed
+	if news > 0 {
+		p.o.Log.Debug("poller: applied news of unclaimed trainings from list pages", "count", news)
+	}
+	return pages, handed, pages >= maxPages && !scan.Done()
 }
 
 // listed is what a sweep has read of the list so far.
 type listed struct {
 	read           int       // trainings read
 	lastFound      int       // claimed trainings first seen on the last page
+	lastInFlight   int       // trainings in flight on the last page, claimed or not
 	newest, oldest time.Time // their creation times
 	target         time.Time // the earliest creation of a claimed model
 }

@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -251,5 +252,100 @@ func TestWorthReading(t *testing.T) {
 		if got := l.worthReading(c.missing, c.pages); got != c.want {
 			t.Errorf("%+v: worth reading %v, want %v", c, got, c.want)
 		}
+	}
+}
+
+// With more trainings in flight than a tick's pages cover, each tick reads
+// on down the list from where the last one stopped, and applies every
+// finished training on the pages it reads, claimed or not: one round of
+// the list finds them all. Sweeping from the top every tick and applying
+// only the claimed, the pages below a tick's reach were rarely read, and
+// 50,000 trainings in flight at 600 requests a minute never all finished.
+func TestRollingSweepCoversTheListInOneRound(t *testing.T) {
+	const n = 3000 // 30 pages
+	r := newRig(t, time.Minute, Policy{Interval: 5 * time.Second, Cap: time.Minute})
+	models := r.inFlight(n)
+	finished := map[string]bool{}
+	for i, m := range models {
+		if i%3 == 0 {
+			if err := r.sim.Complete(m.TrainingID, "succeeded", ""); err != nil {
+				t.Fatal(err)
+			}
+			finished[m.ID] = true
+		}
+	}
+	time.Sleep(5 * dueNow)
+	r.resetCalls()
+
+	p := r.poller(r.svc, Options{Budget: 100})
+	if calls := tickCalls(p.o); calls != 20 || p.o.Batch != 2000 {
+		t.Fatalf("a tick makes %d calls and claims %d; the test wants 20 and 2,000, less than the %d in flight", calls, p.o.Batch, n)
+	}
+	for tick := 1; tick <= 2; tick++ {
+		claimed, err := p.RunOnce(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if claimed != p.o.Batch {
+			t.Errorf("tick %d claimed %d, want a full claim of %d", tick, claimed, p.o.Batch)
+		}
+	}
+	missed := 0
+	for _, m := range models {
+		got := r.model(m.ID)
+		if finished[m.ID] && got.Status != training.Ready {
+			missed++
+		}
+		if !finished[m.ID] && got.Status.Terminal() {
+			t.Errorf("model %s is %s, but its training runs", m.ID, got.Status)
+		}
+	}
+	if missed > 0 {
+		t.Errorf("%d of %d finished trainings not Ready after two ticks, which read 40 pages of a 30-page list", missed, len(finished))
+	}
+	// The second tick went on from page 21, not from the top; having read
+	// the list to its end, the next starts from the top again.
+	if lists := r.count(replicate.EndpointTrainingsList); lists > n/100+1 {
+		t.Errorf("%d list calls for a round of %d pages", lists, n/100)
+	}
+	if p.roll != "" {
+		t.Errorf("after the round the sweep would go on at %q, want the top", p.roll)
+	}
+}
+
+// A rolling sweep reads on past the claimed trainings while pages hold
+// others in flight, applies those whose status changed, and stops two pages
+// into the trainings that are no longer in flight, however long the
+// account's history: 1,000 claimed on pages 1-10 and 1,000 more in flight
+// on pages 11-20 of 50 cost 22 pages.
+func TestRollingSweepStopsPastTheTrainingsInFlight(t *testing.T) {
+	api, svc := setup(5000, 1000)
+	svc.tracked = map[string]training.Model{}
+	for _, tr := range api.trainings[1000:2000] {
+		svc.tracked[tr.ID] = training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training,
+			RemoteStatus: training.RemoteProcessing, CreatedAt: *tr.CreatedAt}
+	}
+	p := New(Options{API: api, Service: svc, Policy: Policy{Interval: time.Second, Cap: time.Minute}, Batch: 1000, MaxListPages: 40,
+		Log: slog.New(slog.DiscardHandler)})
+	if _, err := p.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if api.lists != 22 || api.gets != 0 {
+		t.Errorf("%d list calls and %d GETs; want the 20 pages of trainings in flight and 2 more", api.lists, api.gets)
+	}
+	// The claimed, and the unclaimed that finished (every other one).
+	if len(svc.observed) != 1500 {
+		t.Errorf("observed %d, want 1,000 claimed and 500 unclaimed that finished", len(svc.observed))
+	}
+	for _, id := range []string{"t1000", "t1998"} {
+		if svc.observed[id] != "succeeded" {
+			t.Errorf("unclaimed %s, finished, observed %q", id, svc.observed[id])
+		}
+	}
+	if _, ok := svc.observed["t1001"]; ok {
+		t.Error("unclaimed t1001, unchanged, was applied")
+	}
+	if p.roll != "" {
+		t.Errorf("the round ended, yet the next sweep would go on at %q", p.roll)
 	}
 }

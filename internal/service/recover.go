@@ -30,6 +30,24 @@ func (s *Service) ClaimDue(ctx context.Context, horizon, lease time.Duration, li
 	return due, nil
 }
 
+// InFlight returns the models of the given training ids that are not final:
+// those a list page the poller read has news of, claimed or not. A read,
+// without a lease: applying what a page shows is safe whoever else checks
+// the same training (Apply decides by the stored state).
+func (s *Service) InFlight(ctx context.Context, trainingIDs []string) ([]training.Model, error) {
+	ms, err := s.store.ModelsByTrainingID(ctx, trainingIDs)
+	if err != nil {
+		return nil, fmt.Errorf("look up models in flight: %w", err)
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if !m.Status.Terminal() {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 // Reschedule sets when a non-terminal model is next checked, after a check
 // that could not be made (Replicate unreachable, 404, rate limited), and
 // counts the failed attempt.

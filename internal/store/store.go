@@ -32,6 +32,9 @@ type Store interface {
 
 	GetModel(ctx context.Context, id string) (training.Model, error)
 	ListModels(ctx context.Context, f ModelFilter) ([]training.Model, error)
+	// ModelsByTrainingID returns the models whose training id is one of
+	// ids, in no particular order; ids no model has are left out.
+	ModelsByTrainingID(ctx context.Context, ids []string) ([]training.Model, error)
 	History(ctx context.Context, modelID string) ([]training.HistoryEntry, error)
 	ListDeliveries(ctx context.Context, f DeliveryFilter) ([]training.Delivery, error)
 	GetDelivery(ctx context.Context, id int64) (training.Delivery, error)

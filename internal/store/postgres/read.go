@@ -31,6 +31,30 @@ func (s *Store) GetModel(ctx context.Context, id string) (training.Model, error)
 	return m, nil
 }
 
+// ModelsByTrainingID looks the ids up in one statement.
+func (s *Store) ModelsByTrainingID(ctx context.Context, ids []string) ([]training.Model, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+modelColumns+` FROM models WHERE training_id <> '' AND training_id = ANY($1)`, textAll(ids))
+	if err != nil {
+		return nil, fmt.Errorf("look up models of %d training ids on %s: %w", len(ids), s.desc, err)
+	}
+	defer rows.Close()
+	var ms []training.Model
+	for rows.Next() {
+		m, err := scanModel(rows)
+		if err != nil {
+			return nil, fmt.Errorf("look up models by training id: %w", err)
+		}
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up models by training id on %s: %w", s.desc, err)
+	}
+	return ms, nil
+}
+
 // args builds a statement's argument list and numbers its placeholders.
 type args []any
 

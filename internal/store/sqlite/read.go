@@ -94,6 +94,39 @@ func (s *Store) ListModels(ctx context.Context, f store.ModelFilter) ([]training
 	return ms, nil
 }
 
+// ModelsByTrainingID looks each id up in models_training_id ("<> ''" lets
+// SQLite use the partial index).
+func (s *Store) ModelsByTrainingID(ctx context.Context, ids []string) ([]training.Model, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, modelsByTrainingIDSQL(len(ids)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("look up models of %d training ids: %w", len(ids), err)
+	}
+	defer rows.Close()
+	var ms []training.Model
+	for rows.Next() {
+		m, err := scanModel(rows)
+		if err != nil {
+			return nil, fmt.Errorf("look up models by training id: %w", err)
+		}
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up models by training id: %w", err)
+	}
+	return ms, nil
+}
+
+func modelsByTrainingIDSQL(n int) string {
+	return "SELECT " + modelColumns + " FROM models WHERE training_id <> '' AND training_id IN (?" + strings.Repeat(", ?", n-1) + ")"
+}
+
 // escapeLike makes s match itself literally in a LIKE pattern with ESCAPE '\'.
 func escapeLike(s string) string {
 	if !strings.ContainsAny(s, `\%_`) {

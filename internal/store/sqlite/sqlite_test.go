@@ -283,6 +283,7 @@ func TestQueryPlans(t *testing.T) {
 		want string // in the plan
 	}{
 		{"model by training id", s.wc, writeSQL[stmtModelByTrainingID], []any{"t"}, "INDEX models_training_id"},
+		{"models by training id", s.r, modelsByTrainingIDSQL(3), []any{"a", "b", "c"}, "INDEX models_training_id"},
 		{"model by key", s.wc, writeSQL[stmtModelByIdempotencyKey], []any{"k"}, "INDEX models_idempotency_key"},
 		{"due", s.wc, writeSQL[stmtSelectDue], []any{1, 10}, "INDEX models_due"},
 		{"take held", s.wc, writeSQL[stmtTakeHeld], []any{"t"}, "INDEX held_training"},

@@ -472,3 +472,34 @@ func testPingMigrated(t *testing.T, s store.Store) {
 		t.Errorf("Migrated = %d, %d, %v; want applied == latest >= 1", applied, latest, err)
 	}
 }
+
+// testModelsByTrainingID: one lookup for many training ids; ids no model
+// has, and the empty id of models without a training, match nothing.
+func testModelsByTrainingID(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var ms []training.Model
+	for i, tid := range []string{"tr-a", "tr-b", "tr-c", ""} {
+		m := minimalModel(newID(i + 1))
+		m.TrainingID = tid
+		ms = append(ms, m)
+	}
+	for i := range ms {
+		insert(t, s, &ms[i])
+	}
+	got, err := s.ModelsByTrainingID(ctx, []string{"tr-c", "tr-unknown", "", "tr-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byTraining := map[string]training.Model{}
+	for _, m := range got {
+		byTraining[m.TrainingID] = m
+	}
+	if len(got) != 2 || len(byTraining) != 2 {
+		t.Fatalf("ModelsByTrainingID = %d models %v, want those of tr-a and tr-c", len(got), byTraining)
+	}
+	checkModel(t, "model of tr-a", byTraining["tr-a"], ms[0])
+	checkModel(t, "model of tr-c", byTraining["tr-c"], ms[2])
+	if got, err := s.ModelsByTrainingID(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("ModelsByTrainingID(nil) = %v, %v; want none", got, err)
+	}
+}

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeliveryCursor", testDeliveryCursor},
 		{"ClaimWebhookID", testClaimWebhookID},
 		{"HeldObservations", testHeld},
+		{"ModelsByTrainingID", testModelsByTrainingID},
 		{"ClaimDue", testClaimDue},
 		{"ClaimDueLimit", testClaimDueLimit},
 		{"ListModelsPagination", testListPagination},
