@@ -22,13 +22,13 @@ const applyWorkers = 16
 // fifth of them for GETs, so trainings the pages do not reach are not
 // starved; it returns the trainings it had no calls left for.
 //
-// With a full claim (rolling) the pages are read from where the last
-// tick's sweep stopped, down through the trainings in flight, and then
-// from the top again: with more in flight than a tick's pages cover, a
-// sweep from the top each tick would read the same pages over and over and
-// rarely reach the rest. Every training in flight that changed is applied
-// from the page it is on, claimed or not, so each is seen once a round.
-func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, running []training.Model, rolling bool) []training.Model {
+// When the last tick's sweep stopped at its page budget with claimed
+// trainings unseen, this one goes on from that page rather than from the
+// top: with more in flight than a tick's pages cover, sweeps from the top
+// would read the same pages over and over and rarely reach the rest. Every
+// training in flight that changed is applied from the page it is on,
+// claimed or not, so each is seen once a round.
+func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, running []training.Model) []training.Model {
 	if len(running) == 0 {
 		return nil
 	}
@@ -61,24 +61,22 @@ func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, r
 		if p.o.MaxListPages > 0 {
 			maxPages = p.o.MaxListPages
 		}
+		// Go on with the round the last tick's sweep left unfinished, or
+		// begin one from the top through the scan recoveries share.
 		var (
-			src  pager = scan
-			roll *pageReader
+			src pager = scan
+			rd        = &round{began: time.Now(), seen: map[string]bool{}}
 		)
-		if rolling {
-			roll = &pageReader{list: p.listTrainings}
-			if p.roll != "" && time.Since(p.rollAt) < rollFor {
-				roll.next = p.roll
-			}
-			src = roll
+		if p.roll != "" && p.round != nil && time.Since(p.rollAt) < rollFor {
+			src, rd = &pageReader{list: p.listTrainings, next: p.roll}, p.round
 		}
 		var cut bool
-		pages, found, cut = p.sweep(ctx, src, running, maxPages, rolling, func(m training.Model, t replicate.Training) {
+		pages, found, cut = p.sweep(ctx, src, rd, running, maxPages, func(m training.Model, t replicate.Training) {
 			jobs <- job{m: m, listed: &t}
 		})
-		p.roll = ""
-		if roll != nil && cut {
-			p.roll, p.rollAt = roll.next, time.Now()
+		p.roll, p.round = "", nil
+		if cut {
+			p.roll, p.rollAt, p.round = src.Next(), time.Now(), rd
 		}
 	}
 	getsLeft := max(calls-pages, calls/5, 1)
@@ -103,15 +101,16 @@ func (p *Poller) checkRunning(ctx context.Context, scan *service.TrainingScan, r
 }
 
 // pager is what a sweep reads: a TrainingScan from the top of the list,
-// which recoveries share, or a rolling sweep's pageReader.
+// which recoveries share, or a pageReader from where the last sweep stopped.
 type pager interface {
 	Results() []replicate.Training
 	More(ctx context.Context) ([]replicate.Training, error)
 	Done() bool
+	Next() string // the page More reads next
 }
 
-// pageReader reads the list from a given page on, for a rolling sweep. It
-// keeps only its place: what it reads is applied at once.
+// pageReader reads the list from a given page on, for a sweep that goes on
+// with a round. It keeps only its place: what it reads is applied at once.
 type pageReader struct {
 	list func(ctx context.Context, pageURL string) (replicate.Page, error)
 	next string // "" reads the first page
@@ -122,6 +121,8 @@ type pageReader struct {
 func (r *pageReader) Results() []replicate.Training { return nil }
 
 func (r *pageReader) Done() bool { return r.end || r.err != nil }
+
+func (r *pageReader) Next() string { return r.next }
 
 func (r *pageReader) More(ctx context.Context) ([]replicate.Training, error) {
 	if r.Done() {

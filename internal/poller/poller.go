@@ -116,17 +116,27 @@ type Poller struct {
 	kept   *service.TrainingScan
 	keptAt time.Time
 
-	// roll is where a rolling sweep stopped (the next page's URL), when
-	// more trainings are in flight than one tick's pages cover: the next
-	// tick reads on from there instead of from the top, so that every page
-	// of the trainings in flight is read once per round. Only RunOnce uses
-	// it.
+	// roll is where the last sweep stopped (the next page's URL) when it
+	// spent its pages before it saw every claimed training: the next tick
+	// reads on from there, in the same round, instead of from the top, so
+	// that every page of the trainings in flight is read once a round. Only
+	// RunOnce uses it.
 	roll   string
 	rollAt time.Time
+	round  *round
 }
 
-// rollFor is how long a rolling sweep's place is kept between ticks; after
-// a longer pause the next sweep starts again from the top.
+// round is what the sweeps of one read of the list, from its top to past
+// the last training in flight, have seen.
+type round struct {
+	began  time.Time
+	seen   map[string]bool // training ids of models in flight read on its pages
+	sweeps int             // sweeps of the round so far
+	empty  int             // pages in a row, the last read, past the claimed and without a training in flight
+}
+
+// rollFor is how long a sweep's place is kept between ticks; after a
+// longer pause the next sweep starts again from the top.
 const rollFor = 2 * time.Minute
 
 // New returns a poller with defaults filled in.
@@ -247,8 +257,7 @@ func (p *Poller) RunOnce(ctx context.Context) (int, error) {
 	if len(running) >= p.o.ListThreshold || len(starts) > 0 {
 		scan = service.NewTrainingScan(p.listTrainings)
 	}
-	// A full claim: more are due than one tick's pages may cover.
-	left := p.checkRunning(ctx, scan, running, len(due) >= p.o.Batch)
+	left := p.checkRunning(ctx, scan, running)
 	if len(left) > 0 && ctx.Err() == nil {
 		// Due again at once: the next tick, paced to the budget, goes on
 		// with them first (oldest due).

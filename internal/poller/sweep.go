@@ -15,21 +15,29 @@ import (
 // or reading on would cost more than GETs of those not found (see
 // worthReading); past that oldest creation (trainings created before they
 // were registered, or clocks that disagree) it reads on while that is
-// cheaper than GETs of those still unseen. A claimed training the pages do not reach is
-// fetched by itself.
+// cheaper than GETs of those still unseen. A claimed training the pages do
+// not reach is fetched by itself.
 //
 // Every page also brings news of trainings in flight that were not
 // claimed (due later, or beyond the claim): each whose listed status
 // differs from the model's is handed to found too, so a training that
 // finished is applied from the first page that shows it.
 //
-// A rolling sweep (more due than one tick covers) reads on whatever it has
-// found, until maxPages or, past the oldest claimed creation, until two
-// pages in a row hold no training in flight: the end of those in flight.
+// A sweep belongs to a round (rd): one read of the list from the top down
+// past the last training in flight, over as many ticks as it takes when
+// the claimed trainings lie deeper than one tick's pages reach. A claimed
+// training the round has read counts as found. Past the oldest claimed
+// creation, two pages in a row without a training in flight end the
+// round: the end of those in flight. Trainings that finished can leave
+// such a gap higher up, so while claimed trainings older than the round
+// have not been seen in it, the sweep reads on through as many pages
+// without trainings in flight as there are of them, at most what their
+// GETs would cost.
 //
 // It returns the pages it read, the training ids it handed over, and
-// whether it stopped at maxPages with more of the list to read.
-func (p *Poller) sweep(ctx context.Context, scan pager, due []training.Model, maxPages int, rolling bool, found func(training.Model, replicate.Training)) (int, map[string]bool, bool) {
+// whether it stopped at maxPages with claimed trainings unseen and more of
+// the list to read: the next tick's sweep then goes on from there.
+func (p *Poller) sweep(ctx context.Context, scan pager, rd *round, due []training.Model, maxPages int, found func(training.Model, replicate.Training)) (int, map[string]bool, bool) {
 	want := make(map[string]training.Model, len(due))
 	var l listed
 	l.target = due[0].CreatedAt
@@ -40,16 +48,33 @@ func (p *Poller) sweep(ctx context.Context, scan pager, due []training.Model, ma
 		}
 	}
 	handed := make(map[string]bool, len(due))
-	seen := make(map[string]bool, len(due)) // on a page, complete or not
 	news := 0
+	// unseen: claimed trainings the round has not read; unseenOld: those of
+	// them it may still reach, all in its first sweep, and in a later one
+	// those registered before it began (the newer lie above its place).
+	old := func(m training.Model) bool { return rd.sweeps == 0 || m.CreatedAt.Before(rd.began) }
+	unseen, unseenOld := 0, 0
+	for _, m := range due {
+		if !rd.seen[m.TrainingID] {
+			unseen++
+			if old(m) {
+				unseenOld++
+			}
+		}
+	}
+	defer func() { rd.sweeps++ }()
 	match := func(ts []replicate.Training) {
 		l.lastFound, l.lastInFlight = 0, 0
 		var others []string
 		for _, t := range ts {
 			m, ok := want[t.ID]
-			if ok && !seen[t.ID] {
-				seen[t.ID] = true
+			if ok && !rd.seen[t.ID] {
+				rd.seen[t.ID] = true
 				l.lastFound++
+				unseen--
+				if old(m) {
+					unseenOld--
+				}
 			}
 			if ok && !handed[t.ID] && complete(t) {
 				handed[t.ID] = true
@@ -87,6 +112,7 @@ func (p *Poller) sweep(ctx context.Context, scan pager, due []training.Model, ma
 		for _, m := range ms {
 			t := listed[m.TrainingID]
 			l.lastInFlight++
+			rd.seen[t.ID] = true
 			if t.Status != string(m.RemoteStatus) && complete(t) && !handed[t.ID] {
 				handed[t.ID] = true
 				news++
@@ -96,17 +122,14 @@ func (p *Poller) sweep(ctx context.Context, scan pager, due []training.Model, ma
 	}
 	// Pages a previous reader of the scan read count too.
 	match(scan.Results())
-	pages, empty := 0, 0
-	for pages < maxPages && !scan.Done() && ctx.Err() == nil {
-		if rolling {
-			if empty >= 2 {
-				p.o.Log.Debug("poller: rolling sweep read past the trainings in flight", "pages", pages)
-				break
-			}
-		} else if len(seen) >= len(want) {
+	pages := 0
+	for pages < maxPages && unseen > 0 && !scan.Done() && ctx.Err() == nil {
+		if rd.empty >= 2 && rd.empty > unseenOld {
+			p.o.Log.Debug("poller: the sweep read past the trainings in flight", "pages", pages, "unseen", unseen)
 			break
-		} else if (pages > 0 || l.read > 0) && !l.worthReading(len(want)-len(seen), pages) {
-			p.o.Log.Debug("poller: the list pages left would cost more than GETs of the trainings not found", "pages", pages, "left", len(want)-len(handed))
+		}
+		if (pages > 0 || l.read > 0) && !l.worthReading(unseen, pages) {
+			p.o.Log.Debug("poller: the list pages left would cost more than GETs of the trainings not found", "pages", pages, "unseen", unseen)
 			break
 		}
 		pg, err := scan.More(ctx)
@@ -119,15 +142,15 @@ func (p *Poller) sweep(ctx context.Context, scan pager, due []training.Model, ma
 		pages++
 		match(pg)
 		if l.lastInFlight == 0 && !l.oldest.After(l.target) {
-			empty++
+			rd.empty++
 		} else {
-			empty = 0
+			rd.empty = 0
 		}
 	}
 	if news > 0 {
 		p.o.Log.Debug("poller: applied news of unclaimed trainings from list pages", "count", news)
 	}
-	return pages, handed, pages >= maxPages && !scan.Done()
+	return pages, handed, pages >= maxPages && unseen > 0 && !scan.Done()
 }
 
 // listed is what a sweep has read of the list so far.

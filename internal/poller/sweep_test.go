@@ -313,39 +313,65 @@ func TestRollingSweepCoversTheListInOneRound(t *testing.T) {
 	}
 }
 
-// A rolling sweep reads on past the claimed trainings while pages hold
-// others in flight, applies those whose status changed, and stops two pages
-// into the trainings that are no longer in flight, however long the
-// account's history: 1,000 claimed on pages 1-10 and 1,000 more in flight
-// on pages 11-20 of 50 cost 22 pages.
-func TestRollingSweepStopsPastTheTrainingsInFlight(t *testing.T) {
-	api, svc := setup(5000, 1000)
+// A sweep applies what its pages show of trainings in flight that were
+// not claimed, when it differs from what the model holds: on pages 1-10,
+// 499 claimed (running) and 500 unclaimed that finished, all applied from
+// the 10 pages; an unclaimed one still running is left for its turn.
+func TestSweepAppliesNewsOfUnclaimed(t *testing.T) {
+	api, svc := setup(5000, 0)
 	svc.tracked = map[string]training.Model{}
-	for _, tr := range api.trainings[1000:2000] {
-		svc.tracked[tr.ID] = training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training,
+	for i, tr := range api.trainings[:1000] {
+		m := training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training,
 			RemoteStatus: training.RemoteProcessing, CreatedAt: *tr.CreatedAt}
+		if i%2 == 0 || i == 1 {
+			svc.tracked[tr.ID] = m
+		} else {
+			svc.due = append(svc.due, m)
+		}
 	}
-	p := New(Options{API: api, Service: svc, Policy: Policy{Interval: time.Second, Cap: time.Minute}, Batch: 1000, MaxListPages: 40,
-		Log: slog.New(slog.DiscardHandler)})
+	p := New(Options{API: api, Service: svc, Policy: Policy{Interval: time.Second, Cap: time.Minute}, Log: slog.New(slog.DiscardHandler)})
 	if _, err := p.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if api.lists != 22 || api.gets != 0 {
-		t.Errorf("%d list calls and %d GETs; want the 20 pages of trainings in flight and 2 more", api.lists, api.gets)
+	if api.lists != 10 || api.gets != 0 {
+		t.Errorf("%d list calls and %d GETs; want the 10 pages of the claimed trainings", api.lists, api.gets)
 	}
-	// The claimed, and the unclaimed that finished (every other one).
-	if len(svc.observed) != 1500 {
-		t.Errorf("observed %d, want 1,000 claimed and 500 unclaimed that finished", len(svc.observed))
+	if len(svc.observed) != 999 {
+		t.Errorf("observed %d, want 499 claimed and 500 unclaimed that finished", len(svc.observed))
 	}
-	for _, id := range []string{"t1000", "t1998"} {
+	for _, id := range []string{"t0000", "t0998"} {
 		if svc.observed[id] != "succeeded" {
 			t.Errorf("unclaimed %s, finished, observed %q", id, svc.observed[id])
 		}
 	}
-	if _, ok := svc.observed["t1001"]; ok {
-		t.Error("unclaimed t1001, unchanged, was applied")
+	if _, ok := svc.observed["t0001"]; ok {
+		t.Error("unclaimed t0001, still running as the model says, was applied")
 	}
-	if p.roll != "" {
-		t.Errorf("the round ended, yet the next sweep would go on at %q", p.roll)
+}
+
+// Trainings that finished leave gaps among those in flight. A sweep reads
+// through a gap while claimed trainings it has not seen lie further down:
+// 500 claimed on pages 1-5 and 500 on pages 14-18, with nothing in flight
+// between, cost 18 pages and no GET, not 7 pages and 500 GETs.
+func TestSweepReadsThroughGaps(t *testing.T) {
+	api, svc := setup(5000, 0)
+	registered := time.Now().Add(-time.Minute) // after every training's creation, before the round
+	for i := range api.trainings {
+		c := api.trainings[i].CreatedAt.Add(-time.Hour)
+		api.trainings[i].CreatedAt = &c
+	}
+	for _, tr := range append(append([]replicate.Training{}, api.trainings[:500]...), api.trainings[1300:1800]...) {
+		svc.due = append(svc.due, training.Model{ID: "m" + tr.ID, TrainingID: tr.ID, Status: training.Training, CreatedAt: registered})
+	}
+	p := New(Options{API: api, Service: svc, Policy: Policy{Interval: time.Second, Cap: time.Minute}, MaxListPages: 40,
+		Log: slog.New(slog.DiscardHandler)})
+	if _, err := p.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.observed) != 1000 {
+		t.Errorf("observed %d of 1,000 claimed", len(svc.observed))
+	}
+	if api.lists != 18 || api.gets != 0 {
+		t.Errorf("%d list calls and %d GETs; want 18 pages (through the gap) and no GET", api.lists, api.gets)
 	}
 }

@@ -88,6 +88,14 @@ func (sc *TrainingScan) more(ctx context.Context) ([]replicate.Training, error) 
 	return fresh, nil
 }
 
+// Next is the URL of the page the scan would read next: "" before the
+// first page and after the last. A later reader may go on from it.
+func (sc *TrainingScan) Next() string {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.next
+}
+
 // Done reports whether the scan can read no further: it read the last page,
 // or a read failed.
 func (sc *TrainingScan) Done() bool {

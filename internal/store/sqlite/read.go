@@ -94,7 +94,7 @@ func (s *Store) ListModels(ctx context.Context, f store.ModelFilter) ([]training
 	return ms, nil
 }
 
-// ModelsByTrainingID looks each id up in models_training_id ("<> ''" lets
+// ModelsByTrainingID looks each id up in models_training_id ("<> ”" lets
 // SQLite use the partial index).
 func (s *Store) ModelsByTrainingID(ctx context.Context, ids []string) ([]training.Model, error) {
 	if len(ids) == 0 {
