@@ -59,10 +59,11 @@ type Options struct {
 	Budget int
 	// Batch caps the models claimed per tick (default: the trainings the
 	// calls of one tick can cover with list pages, 100 per call; 12,000 at
-	// 600 requests a minute, at least 1,000 and at most 20,000). All that
-	// are due should fit in one claim: the claimed trainings lie all
-	// through the list, so a claim of a part of them costs nearly the
-	// pages of all of them.
+	// 600 requests a minute, at least 1,000 and at most 20,000). Claimed
+	// trainings lie all through the list, so a claim of a part of those
+	// due costs nearly the pages of all of them; past that size the sweeps
+	// of several ticks make one round of the list (see sweep), and each
+	// page's news of unclaimed trainings is applied on the way.
 	Batch int
 	// Workers is how many per-training GETs run at once (default 4); the
 	// client's shared rate limiter paces them all. Trainings found on list

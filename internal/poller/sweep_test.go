@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -261,7 +262,7 @@ func TestWorthReading(t *testing.T) {
 // the list finds them all. Sweeping from the top every tick and applying
 // only the claimed, the pages below a tick's reach were rarely read, and
 // 50,000 trainings in flight at 600 requests a minute never all finished.
-func TestRollingSweepCoversTheListInOneRound(t *testing.T) {
+func TestSweepsGoOnWhereTheLastStopped(t *testing.T) {
 	const n = 3000 // 30 pages
 	r := newRig(t, time.Minute, Policy{Interval: 5 * time.Second, Cap: time.Minute})
 	models := r.inFlight(n)
@@ -374,4 +375,51 @@ func TestSweepReadsThroughGaps(t *testing.T) {
 	if api.lists != 18 || api.gets != 0 {
 		t.Errorf("%d list calls and %d GETs; want 18 pages (through the gap) and no GET", api.lists, api.gets)
 	}
+}
+
+// Claimed trainings the list does not show (deleted, or another account's)
+// do not send rounds through the account's whole history: a round reads on
+// past the trainings in flight only as many pages as such trainings remain
+// to be fetched, and then starts again from the top. 50 of them, fetched a
+// few a tick, on an account with 200 pages of finished trainings: ten
+// ticks never read past page 60.
+func TestRoundsDoNotReadThroughHistory(t *testing.T) {
+	api, svc := setup(20000, 0)
+	newest := *api.trainings[0].CreatedAt
+	for i := range 50 {
+		svc.due = append(svc.due, training.Model{ID: "mgone" + strconv.Itoa(i), TrainingID: "gone" + strconv.Itoa(i),
+			Status: training.Training, CreatedAt: newest.Add(-10 * time.Minute)})
+	}
+	deepest := 0
+	api2 := &offsetAPI{fakeAPI: api, deepest: &deepest}
+	// 5 calls a tick: up to 10 pages (MaxListPages), and GETs with the rest.
+	p := New(Options{API: api2, Service: svc, Policy: Policy{Interval: time.Second, Cap: time.Minute}, Budget: 25, MaxListPages: 10,
+		Log: slog.New(slog.DiscardHandler)})
+	for range 10 {
+		if _, err := p.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if api.gets > 50 {
+		t.Errorf("%d GETs in ten ticks for 50 trainings", api.gets)
+	}
+	if deepest > 6000 {
+		t.Errorf("read down to training %d of 20,000: through the history, for 50 trainings the list does not show", deepest)
+	}
+	if api.lists < 50 {
+		t.Errorf("%d list calls in ten ticks; want each round to read past the trainings in flight", api.lists)
+	}
+}
+
+// offsetAPI notes the deepest page read.
+type offsetAPI struct {
+	*fakeAPI
+	deepest *int
+}
+
+func (a *offsetAPI) ListTrainings(ctx context.Context, page string) (replicate.Page, error) {
+	if n, err := strconv.Atoi(page); err == nil && n > *a.deepest {
+		*a.deepest = n
+	}
+	return a.fakeAPI.ListTrainings(ctx, page)
 }

@@ -307,6 +307,11 @@ func TestQueryPlans(t *testing.T) {
 		{"refused deliveries", "SELECT id FROM deliveries WHERE NOT verified AND id < $1 ORDER BY id DESC LIMIT 50", []any{9}, "deliveries_refused", false},
 		{"deliveries by outcome", "SELECT id FROM deliveries WHERE outcome = $1 ORDER BY id DESC LIMIT 50", []any{"x"}, "deliveries_outcome", false},
 		{"deliveries by model", "SELECT id FROM deliveries WHERE model_id = $1 ORDER BY id DESC LIMIT 50", []any{"m"}, "deliveries_model", false},
+		{"models by training id", "SELECT id FROM models WHERE training_id <> '' AND training_id = ANY($1)", []any{[]string{"a", "b"}}, "models_training_id", false},
+		// Before ANALYZE has seen a backlog, the claim must still walk the
+		// due rows in order rather than sort every pending one.
+		{"claim notifications", claimNotifications, []any{now, now, 10, "lease"}, "notifications_due", false},
+		{"failed notifications", "SELECT id FROM notifications WHERE status = $1 ORDER BY id DESC LIMIT 50", []any{"failed"}, "notifications_failed", false},
 	} {
 		rows, err := conn.Query(ctx, "EXPLAIN "+tc.q, tc.args...)
 		if err != nil {
