@@ -890,9 +890,9 @@ done
 			done
 		done
 		echo
-		echo "The poller claims at most 100 trainings per call its tick may make, between 1,000 and 20,000 (12,000 at"
-		echo "600/min, 20,000 from 1,000/min up), and a claim's trainings lie all through the list, so a claim of a part"
-		echo "of them costs nearly a whole sweep."
+		echo "A poll reads at most the pages its share of the budget pays for in half a lease (120 at 600/min); with more"
+		echo "trainings in flight than those pages hold, the next poll goes on from the page where the last stopped, so"
+		echo "the polls make one round of the list, applying each page's news of every training in flight."
 		echo
 	fi
 
