@@ -26,7 +26,8 @@ import (
 // A sweep belongs to a round (rd): one read of the list from the top down
 // past the last training in flight, over as many ticks as it takes when
 // the claimed trainings lie deeper than one tick's pages reach. A claimed
-// training the round has read counts as found. Past the oldest claimed
+// training the round has read already is not looked for again (if due, it
+// is fetched, or waits for the next round). Past the oldest claimed
 // creation, two pages in a row without a training in flight end the
 // round: the end of those in flight. Trainings that finished can leave
 // such a gap higher up, so while claimed trainings older than the round
