@@ -138,6 +138,17 @@ func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// press clicks the element with the given id from inside the page. On a
+// model's page a live update replaces the region's nodes; a click sent from
+// outside after looking the node up can find it gone.
+func (b *browser) press(id string) {
+	b.t.Helper()
+	js := fmt.Sprintf(`(function () { var e = document.getElementById(%q); if (!e) return 'missing'; e.click(); return 'ok'; })()`, id)
+	if got := b.eval(js); got != "ok" {
+		b.t.Fatalf("no #%s to press (at %s)", id, b.location())
+	}
+}
+
 func (b *browser) location() string {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
@@ -353,7 +364,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		if b.eval(`document.querySelector('.status-line').dataset.status`) != "Failed" {
 			t.Fatal("not on the failed model's page")
 		}
-		b.do(chromedp.Click(css("#retry-button")), chromedp.WaitVisible(css("#retry-of")))
+		b.press("retry-button")
+		b.do(chromedp.WaitVisible(css("#retry-of")))
 		if got := b.eval(`document.getElementById('retry-of').textContent`); got != failedID {
 			t.Fatalf("the new model is a retry of %q, want %q", got, failedID)
 		}
@@ -382,7 +394,8 @@ func TestDashboardInABrowser(t *testing.T) {
 
 		b.do(chromedp.Navigate(s.url+"/models/"+failedID), chromedp.WaitVisible(css("#remove-button")))
 		b.eval(`(window.confirm = () => true, 'ok')`)
-		b.do(chromedp.Click(css("#remove-button")), chromedp.WaitVisible(css("#removed")))
+		b.press("remove-button")
+		b.do(chromedp.WaitVisible(css("#removed")))
 		b.screenshot("06d-model-removed")
 		b.do(chromedp.Navigate(s.url+"/"), chromedp.WaitVisible(css("table.models")))
 		if b.eval(fmt.Sprintf(`document.querySelector('tr[data-model-id=%q]') ? 'listed' : 'gone'`, failedID)) != "gone" {
