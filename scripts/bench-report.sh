@@ -27,6 +27,12 @@
 #      a loopback receiver answering 200), the two in one run, alternating
 #      which goes first: deliveries/s of each, the cost of notifications, and
 #      the lag from commit to the receiver (p50/p99). NOTIFY=0 leaves it out.
+#   1b'. PostgreSQL instances: INSTANCES `trainhook serve` on one fresh
+#      PostgreSQL database against one, alternated in each round, one
+#      ingestbench per instance sending INSTANCES_N/K deliveries with
+#      INSTANCES_CONCURRENCY/K in flight, all at once (registration order):
+#      deliveries/s summed over the instances, p50 the median of theirs, p99
+#      the largest. INSTANCES=0 leaves it out (and POSTGRES=0).
 #   1c. Ingest vs database size: the random-order SQLite ingest (DBSIZE_N
 #      deliveries at DBSIZE_CONCURRENCY, random training ids as Replicate's)
 #      on a copy of a database already holding each of DBSIZE_MODELS models,
@@ -54,6 +60,7 @@
 #   LIFECYCLE_SIZES "1000 10000" ["100 1000"]   LIFECYCLE_DURATION 1m [10s]
 #   LIFECYCLE_MAX 3m [50s]   LIFECYCLE_BUDGET 600   POLL_INTERVAL 5s
 #   NOTIFY 1   NOTIFY_CONCURRENCY 32   PEER 1 (0 without node and npm)
+#   INSTANCES 3   INSTANCES_N 12000 [1200]   INSTANCES_CONCURRENCY 33
 #   DBSIZE 1   DBSIZE_MODELS "10000 100000 1000000" ["1000 10000"]
 #   DBSIZE_N 20000 [1000]   DBSIZE_CONCURRENCY 32
 #   POLL 1   POLL_SIZES "1000 10000 50000" ["100 1000"]   POLL_BUDGETS "600 3000"
@@ -79,6 +86,7 @@ if [[ $QUICK == 1 ]]; then
 	DBSIZE_MODELS=${DBSIZE_MODELS:-"1000 10000"}
 	DBSIZE_N=${DBSIZE_N:-1000}
 	POLL_SIZES=${POLL_SIZES:-"100 1000"}
+	INSTANCES_N=${INSTANCES_N:-1200}
 fi
 RUNS=${RUNS:-3}
 INGEST_N=${INGEST_N:-20000}
@@ -102,6 +110,9 @@ DBSIZE_CONCURRENCY=${DBSIZE_CONCURRENCY:-32}
 POLL=${POLL:-1}
 POLL_SIZES=${POLL_SIZES:-"1000 10000 50000"}
 POLL_BUDGETS=${POLL_BUDGETS:-"600 3000"}
+INSTANCES=${INSTANCES:-3}
+INSTANCES_N=${INSTANCES_N:-12000}
+INSTANCES_CONCURRENCY=${INSTANCES_CONCURRENCY:-33}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 if [[ -z ${PEER:-} ]]; then
 	if command -v node >/dev/null && command -v npm >/dev/null; then
@@ -139,6 +150,13 @@ check_num() {
 [[ $DBSIZE == 1 ]] && { check_list DBSIZE_MODELS 5000000 "10000 100000"; check_num DBSIZE_N 1000000 20000; check_num DBSIZE_CONCURRENCY 1000 32; }
 [[ $POLL == 1 ]] && { check_list POLL_SIZES 50000 "1000 10000"; check_list POLL_BUDGETS 3000 "600 3000"; }
 check_list LIFECYCLE_SIZES 50000 "1000 10000"
+[[ $INSTANCES =~ ^[0-9]+$ ]] && ((INSTANCES <= 8)) || die "INSTANCES=$INSTANCES: want a number from 2 to 8, or 0 to leave the instances out"
+((INSTANCES == 1)) && die "INSTANCES=1: want a number from 2 to 8 (the runs compare that many instances with one), or 0"
+if ((INSTANCES > 1)); then
+	check_num INSTANCES_N 1000000 12000
+	check_num INSTANCES_CONCURRENCY 1000 33
+	((INSTANCES_CONCURRENCY >= INSTANCES)) || die "INSTANCES_CONCURRENCY=$INSTANCES_CONCURRENCY: want at least one request in flight per instance (INSTANCES=$INSTANCES)"
+fi
 check_num LIFECYCLE_BUDGET 3000 600
 command -v curl >/dev/null || die "needs curl"
 [[ $PEER == 0 || $PEER == 1 ]] || die "PEER=$PEER: want 1 (measure the Next.js peer) or 0"
@@ -151,6 +169,7 @@ case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-report.XXXXXX")
 began=$EPOCHSECONDS
 server_pid= # the one trainhook serve running, if any
+inst_pids=() # the trainhook serve instances of an instances run, if any
 child_pid=  # the bench process being waited for, if any
 pg_db=      # the PostgreSQL database in use, if any
 pg_started= # set when this script started PostgreSQL
@@ -170,6 +189,13 @@ stop_server() {
 	server_pid=
 }
 
+stop_instances() {
+	local p
+	for p in ${inst_pids[@]+"${inst_pids[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in ${inst_pids[@]+"${inst_pids[@]}"}; do wait "$p" 2>/dev/null || true; done
+	inst_pids=()
+}
+
 drop_db() {
 	[[ -n $pg_db ]] || return 0
 	psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -184,6 +210,7 @@ cleanup() {
 		wait "$child_pid" 2>/dev/null || true
 	fi
 	stop_server
+	stop_instances
 	drop_db
 	if [[ -n $pg_started ]]; then
 		bash "$root/.ci/postgres.sh" stop "$TRAINHOOK_TEST_POSTGRES_DIR" || true
@@ -273,6 +300,30 @@ start_server() {
 	done
 }
 
+# start_instances K DATABASE_URL LOGPREFIX: starts K `trainhook serve` on one
+# database, as start_server does one (pids in inst_pids, ports in
+# inst_ports), and waits until each answers GET /readyz with 200.
+start_instances() {
+	local i p limit
+	inst_ports=()
+	for ((i = 1; i <= $1; i++)); do
+		p=$(free_port)
+		env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$2" ADDR="127.0.0.1:$p" \
+			REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
+			TRAINHOOK_LOG_FORMAT=json "$tmp/trainhook" serve >"$3-$i.server.log" 2>&1 &
+		inst_pids+=($!)
+		inst_ports+=("$p")
+	done
+	limit=$((EPOCHSECONDS + READY_TIMEOUT))
+	for ((i = 0; i < $1; i++)); do
+		until ready "${inst_ports[$i]}"; do
+			kill -0 "${inst_pids[$i]}" 2>/dev/null || { tail -n 20 "$3-$((i + 1)).server.log" >&2; die "instance $((i + 1)) exited before it was ready (log above)"; }
+			((EPOCHSECONDS < limit)) || { tail -n 20 "$3-$((i + 1)).server.log" >&2; die "instance $((i + 1)): GET /readyz did not answer 200 within ${READY_TIMEOUT}s"; }
+			nap 0.05
+		done
+	done
+}
+
 # start_peer SYNC DATABASE LOG: starts the Next.js peer (PEER_SYNC=SYNC) on a
 # free port, as start_server does trainhook: node itself runs `next start`, so
 # $server_pid is the server. Once GET /readyz answers 200, an unsigned delivery
@@ -326,6 +377,12 @@ vmrss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 num() { grep -o "\"$2\":[-0-9.eE+]*" "$1" 2>/dev/null | head -n 1 | cut -d: -f2; }
 # flag FILE KEY: whether "KEY":true is in a JSON result.
 flag() { grep -q "\"$2\":true" "$1" 2>/dev/null; }
+# vals DIR GLOB KEY: KEY of every result file matching GLOB, one a line.
+vals() {
+	local f
+	for f in "$1"/$2; do [[ -s $f ]] && num "$f" "$3"; done
+	return 0
+}
 
 # median: the median of the numbers on stdin ("" if none).
 median() {
@@ -384,6 +441,8 @@ if [[ $POSTGRES == 1 ]]; then
 	ADMIN=$TRAINHOOK_TEST_POSTGRES_URL
 	pg_version=$(psql -tA "$ADMIN" -c 'SHOW server_version' | awk '{ print $1 }')
 	dbs+=(postgres)
+else
+	INSTANCES=0
 fi
 # The ingest rows, in the order each round runs them: each database in
 # registration order, then each in random order, then the Next.js peer.
@@ -393,7 +452,7 @@ kinds+=(${peers[@]+"${peers[@]}"})
 # pg_url DB: the admin URL with its database replaced.
 pg_url() { echo "$ADMIN" | sed -E "s#^(postgres(ql)?://[^/]+)/[^?]*#\1/$1#"; }
 
-mkdir -p "$tmp/ingest" "$tmp/notify" "$tmp/lifecycle" "$tmp/footprint" "$tmp/dbsize"
+mkdir -p "$tmp/ingest" "$tmp/instances" "$tmp/notify" "$tmp/lifecycle" "$tmp/footprint" "$tmp/dbsize"
 ingest_cmd='ingestbench --url http://127.0.0.1:PORT --secret $SECRET --n %s --concurrency C --payload-bytes %s --duration-max %s --order %s --pid SERVER_PID --json'
 
 # --- Seeded databases, once per size ---------------------------------------------
@@ -466,6 +525,48 @@ for run in $(seq "$RUNS"); do
 			fi
 		done
 	done
+
+	# 1b'. PostgreSQL: INSTANCES instances on one database against one,
+	# alternating which goes first.
+	if ((INSTANCES > 1)); then
+		counts="1 $INSTANCES"
+		((run % 2 == 0)) && counts="$INSTANCES 1"
+		for k in $counts; do
+			id=i$k-run$run
+			pg_db=trainhook_report_i${k}_${run}_$RANDOM
+			psql -q "$ADMIN" -c "CREATE DATABASE $pg_db" >/dev/null
+			start_instances "$k" "$(pg_url "$pg_db")" "$tmp/instances/$id"
+			log "run $run/$RUNS: ingest, PostgreSQL, $k instance(s) on one database, concurrency $INSTANCES_CONCURRENCY in all, N=$INSTANCES_N"
+			note_command "psql \$ADMIN -c 'CREATE DATABASE fresh'; K x: DATABASE_URL=postgres://.../fresh ADDR=127.0.0.1:PORT_i (same variables) trainhook serve  # K in: 1 $INSTANCES"
+			note_command "K x at once: ingestbench --url http://127.0.0.1:PORT_i --secret \$SECRET --n $INSTANCES_N/K --concurrency $INSTANCES_CONCURRENCY/K --payload-bytes $PAYLOAD_BYTES --duration-max $INGEST_MAX --pid SERVER_PID_i --json"
+			benches=()
+			for ((i = 1; i <= k; i++)); do
+				timeout -k 5 900 "$tmp/ingestbench" --url "http://127.0.0.1:${inst_ports[$((i - 1))]}" --secret "$SECRET" \
+					--n $((INSTANCES_N / k)) --concurrency $((INSTANCES_CONCURRENCY / k)) --payload-bytes "$PAYLOAD_BYTES" \
+					--duration-max "$INGEST_MAX" --pid "${inst_pids[$((i - 1))]}" --json \
+					>"$tmp/instances/$id-$i.json" 2>"$tmp/instances/$id-$i.log" &
+				benches+=($!)
+			done
+			status=0
+			for b in "${benches[@]}"; do wait "$b" || status=$?; done
+			stop_instances
+			drop_db
+			for ((i = 1; i <= k; i++)); do
+				if [[ $status != 0 ]] || ! flag "$tmp/instances/$id-$i.json" passed; then
+					failed=1
+					log "run $run: ingest with $k instance(s) FAILED (exit $status):"
+					tail -n 5 "$tmp/instances/$id-$i.log" >&2
+				fi
+			done
+			# One line per run: the instances' rates summed, p50 the median
+			# of theirs, p99 the largest.
+			{
+				printf '{"deliveries_per_sec":%s,' "$(vals "$tmp/instances" "$id-*.json" deliveries_per_sec | awk '{ s += $1 } END { print s + 0 }')"
+				printf '"p50":%s,' "$(vals "$tmp/instances" "$id-*.json" p50 | median)"
+				printf '"p99":%s}\n' "$(vals "$tmp/instances" "$id-*.json" p99 | sort -g | tail -n 1)"
+			} >"$tmp/instances/$id.sum"
+		done
+	fi
 
 	# 1b. Ingest with notifications off and on, side by side.
 	if [[ $NOTIFY == 1 ]]; then
@@ -574,12 +675,6 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$((EPOCHSECONDS - began))
 
 # --- The report ----------------------------------------------------------------
-# vals DIR GLOB KEY: KEY of every result file matching GLOB, one a line.
-vals() {
-	local f
-	for f in "$1"/$2; do [[ -s $f ]] && num "$f" "$3"; done
-	return 0
-}
 # lagvals DIR GLOB KEY: KEY (p50, p99...) of the notification lag of every
 # result file matching GLOB, one a line.
 lagvals() {
@@ -654,7 +749,7 @@ git diff --quiet HEAD -- 2>/dev/null || commit="$commit (with uncommitted change
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 invocation="scripts/bench-report.sh"
-for v in PEER POLL_BUDGETS POLL_SIZES POLL DBSIZE_CONCURRENCY DBSIZE_N DBSIZE_MODELS DBSIZE NOTIFY_CONCURRENCY NOTIFY POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
+for v in INSTANCES_CONCURRENCY INSTANCES_N INSTANCES PEER POLL_BUDGETS POLL_SIZES POLL DBSIZE_CONCURRENCY DBSIZE_N DBSIZE_MODELS DBSIZE NOTIFY_CONCURRENCY NOTIFY POSTGRES IDLE_WAIT LARGE_DB_MODELS POLL_INTERVAL LIFECYCLE_BUDGET LIFECYCLE_MAX LIFECYCLE_DURATION LIFECYCLE_SIZES PAYLOAD_BYTES INGEST_CONCURRENCY INGEST_N RUNS QUICK; do
 	invocation="$v=\"${!v}\" $invocation"
 done
 
@@ -747,6 +842,41 @@ done
 		echo "durable. They run in the same rounds as trainhook's random-order rows, right after them, on the same"
 		echo "ingestbench (registration, then the signed deliveries in random order, then every model read back"
 		echo "Ready with its output); RSS and CPU are the \`next start\` node process's."
+		echo
+	fi
+
+	if ((INSTANCES > 1)); then
+		echo "### PostgreSQL: $INSTANCES instances on one database against one"
+		echo
+		echo "\`trainhook serve\` instances on one fresh PostgreSQL database per run, each with its own ingestbench, all"
+		echo "sending at once: $(fmt_int "$INSTANCES_N") deliveries and $INSTANCES_CONCURRENCY requests in flight in all, split evenly, in registration"
+		echo "order; one instance and $INSTANCES alternated in each round (which goes first alternates too). Deliveries/s is"
+		echo "the sum over the instances, p50 the median of theirs, p99 the largest. Each instance dedupes against the"
+		echo "others through the database and NOTIFYs its live updates."
+		echo
+		echo "| instances | deliveries/s | p50 | p99 | deliveries/s per run | p99 per run |"
+		echo "|---|---|---|---|---|---|"
+		for k in 1 "$INSTANCES"; do
+			d=$tmp/instances g="i$k-run*.sum"
+			bad=
+			for f in "$d"/i$k-run*-*.json; do flag "$f" passed || bad=" (a run FAILED)"; done
+			echo "| $k | **$(fmt_int "$(vals "$d" "$g" deliveries_per_sec | median)")**$bad | $(fmt '%.2f ms' "$(vals "$d" "$g" p50 | median)") | $(fmt '%.2f ms' "$(vals "$d" "$g" p99 | median)") | $(runs_list "$d" "$g" deliveries_per_sec int) | $(runs_list "$d" "$g" p99 '%.1f ms') |"
+		done
+		one=$(vals "$tmp/instances" "i1-run*.sum" deliveries_per_sec | median)
+		many=$(vals "$tmp/instances" "i$INSTANCES-run*.sum" deliveries_per_sec | median)
+		per=() ratios=()
+		for ((k = 1; k <= RUNS; k++)); do
+			r=$(awk -v a="$(vals "$tmp/instances" "i$INSTANCES-run$k.sum" deliveries_per_sec)" -v b="$(vals "$tmp/instances" "i1-run$k.sum" deliveries_per_sec)" 'BEGIN { if (a > 0 && b > 0) printf "%.0f", a / b * 100 }')
+			per+=("${r:-n/a}%")
+			[[ -n $r ]] && ratios+=("$r")
+		done
+		round_median=$(printf '%s\n' ${ratios[@]+"${ratios[@]}"} | median)
+		verdict=missed
+		[[ -n $round_median ]] && ((round_median >= 100)) && verdict=met
+		echo
+		echo "Target: $INSTANCES instances together at least as fast as one. $(fmt_int "$many") against $(fmt_int "$one")/s:"
+		echo "$(awk -v a="$many" -v b="$one" 'BEGIN { if (a > 0 && b > 0) printf "%.0f%%", a / b * 100; else print "n/a" }') by the medians; each round's ratio (runs back to back, so drift cancels) $(IFS=/; echo "${per[*]}" | sed 's#/# / #g'),"
+		echo "median ${round_median:-n/a}%: **$verdict** (judged by the median of the rounds' ratios)."
 		echo
 	fi
 
