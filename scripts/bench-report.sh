@@ -2,7 +2,7 @@
 # Regenerate the whole performance report in one run, on this machine, and
 # write it as markdown to paste into BENCHMARKS.md.
 #
-# Usage: scripts/bench-report.sh [OUTPUT.md]          # about 45 minutes on 2 cores
+# Usage: scripts/bench-report.sh [OUTPUT.md]          # about an hour on 2 cores
 #        QUICK=1 scripts/bench-report.sh              # small N, one run: 3 minutes
 #
 # What it measures, RUNS times each, interleaved so that drift on a shared
