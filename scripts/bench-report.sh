@@ -265,6 +265,14 @@ free_port() {
 	die "no free port found"
 }
 
+# launch DATABASE_URL PORT LOG: starts `trainhook serve` in the background ($!)
+# in a clean environment with a dead Replicate URL, plus extra_env.
+launch() {
+	env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$1" ADDR="127.0.0.1:$2" \
+		REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
+		TRAINHOOK_LOG_FORMAT=json ${extra_env[@]+"${extra_env[@]}"} "$tmp/trainhook" serve >"$3" 2>&1 &
+}
+
 # start_server DATABASE_URL LOG: starts `trainhook serve` on a free port in
 # a clean environment (port in $port, pid in $server_pid); waits until
 # GET /readyz answers 200 and sets $startup_ms to the time that took from
@@ -275,9 +283,7 @@ start_server() {
 	for attempt in 1 2 3 4 5; do
 		port=$(free_port)
 		t0=$EPOCHREALTIME
-		env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$1" ADDR="127.0.0.1:$port" \
-			REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
-			TRAINHOOK_LOG_FORMAT=json ${extra_env[@]+"${extra_env[@]}"} "$tmp/trainhook" serve >"$2" 2>&1 &
+		launch "$1" "$port" "$2"
 		server_pid=$!
 		limit=$((EPOCHSECONDS + READY_TIMEOUT))
 		until ready "$port"; do
@@ -308,9 +314,7 @@ start_instances() {
 	inst_ports=()
 	for ((i = 1; i <= $1; i++)); do
 		p=$(free_port)
-		env -i PATH="$PATH" HOME="$tmp" TMPDIR="$tmp" DATABASE_URL="$2" ADDR="127.0.0.1:$p" \
-			REPLICATE_WEBHOOK_SECRET="$SECRET" TRAINHOOK_WEBHOOKS=off REPLICATE_BASE_URL="http://127.0.0.1:9/v1" \
-			TRAINHOOK_LOG_FORMAT=json "$tmp/trainhook" serve >"$3-$i.server.log" 2>&1 &
+		launch "$2" "$p" "$3-$i.server.log"
 		inst_pids+=($!)
 		inst_ports+=("$p")
 	done
